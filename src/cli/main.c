@@ -1,0 +1,49 @@
+/* ebridge command line: test-pattern, match, serve (later), help. */
+#define _POSIX_C_SOURCE 200809L
+#include <ebridge/pattern.h>
+
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fputs("usage: ebridge <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  test-pattern PATTERN EVENT   does the event match the pattern? (JSON text or @file each)\n"
+          "                               prints true/false; exit 0 match, 1 no match, 2 invalid input\n"
+          "  match --rules RULES.json [--count] [--validate] [--max-depth N] [EVENTS]\n"
+          "                               match NDJSON events (file, .gz, or stdin) against named rules\n"
+          "  serve [--listen HOST:PORT] [--data-dir DIR]\n"
+          "                               the EventBridge API server (not built yet; see README)\n"
+          "  help                         this text\n",
+          out);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "test-pattern"))
+        return cmd_test_pattern(argc - 1, argv + 1);
+    if (!strcmp(cmd, "match"))
+        return cmd_match(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) {
+        fputs("ebridge serve: the API server is not built yet (it is the next issue);\n"
+              "the pattern engine is available through test-pattern and match.\n",
+              stderr);
+        return 2;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "ebridge: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

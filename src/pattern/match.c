@@ -1,0 +1,1182 @@
+/* Matching one event against a snapshot: the event reader (reader_impl.h),
+ * the per-path value matchers, and the sub-rule bookkeeping.
+ *
+ * Pass 1 reads the event once, sets per-sub-rule bitsets (which fields have
+ * a value, at top level or inside arrays) and collects candidates.  Only a
+ * candidate whose fields come from several array elements (or that has an
+ * "exists: false" field seen only inside arrays) needs the array-consistency
+ * check; then pass 2 re-reads the event recording where each value sat
+ * (array ids and indices) and solves the check exactly (dp_solve). */
+#include "casefold.h"
+#include "match.h"
+#include "num.h"
+
+#include <stdlib.h>
+
+/* ---- character classes ------------------------------------------------------ */
+static unsigned char str_special_v[256]; /* '"', '\\', < 0x20, >= 0x80 */
+static unsigned char str_special_t[256]; /* '"', '\\' */
+static unsigned char skip_special[256];  /* '"', '{', '}', '[', ']' */
+static unsigned char scalar_end[256];    /* ',', '}', ']', whitespace */
+static unsigned char num_char[256];      /* 0-9 + - . e E */
+
+static void init_tables(void)
+{
+    for (int c = 0; c < 256; c++) {
+        str_special_v[c] = (unsigned char)(c == '"' || c == '\\' || c < 0x20 || c >= 0x80);
+        str_special_t[c] = (unsigned char)(c == '"' || c == '\\');
+        skip_special[c] = (unsigned char)(c == '"' || c == '{' || c == '}' || c == '[' || c == ']');
+        scalar_end[c] = (unsigned char)(c == ',' || c == '}' || c == ']' || c == ' ' || c == '\n' || c == '\r' ||
+                                        c == '\t');
+        num_char[c] = (unsigned char)((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.' || c == 'e' ||
+                                      c == 'E');
+    }
+}
+
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static inline int is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static inline unsigned hexval(unsigned char c)
+{
+    return c <= '9' ? (unsigned)(c - '0') : (unsigned)((c | 0x20) - 'a' + 10);
+}
+
+/* Length of one valid UTF-8 sequence at p (lead byte >= 0x80), else 0. */
+static size_t utf8_seq_len(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0];
+    size_t avail = (size_t)(end - p);
+    if (c >= 0xC2 && c <= 0xDF) {
+        if (avail >= 2 && (p[1] & 0xC0) == 0x80)
+            return 2;
+        return 0;
+    }
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (avail < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xE0 && p[1] < 0xA0)
+            return 0; /* overlong */
+        if (c == 0xED && p[1] >= 0xA0)
+            return 0; /* UTF-16 surrogate */
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (avail < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xF0 && p[1] < 0x90)
+            return 0;
+        if (c == 0xF4 && p[1] >= 0x90)
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+/* ---- scratch growth ------------------------------------------------------------ */
+static int grow(void **buf, size_t *cap, size_t need, size_t isz)
+{
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap ? *cap : 64;
+    while (nc < need)
+        nc *= 2;
+    void *nb = realloc(*buf, nc * isz);
+    if (!nb)
+        return -1;
+    *buf = nb;
+    *cap = nc;
+    return 0;
+}
+
+#define GROW(mt, field, capf, need) grow((void **)&(mt)->field, &(mt)->capf, (need), sizeof *(mt)->field)
+
+static int vstack_set(eb_matcher *mt, size_t lvl, int is_obj)
+{
+    size_t w = lvl >> 6;
+    if (w >= mt->vstack_words) {
+        size_t nw = mt->vstack_words ? mt->vstack_words * 2 : 16;
+        while (nw <= w)
+            nw *= 2;
+        uint64_t *ns = realloc(mt->vstack, nw * sizeof *ns);
+        if (!ns)
+            return -1;
+        mt->vstack = ns;
+        mt->vstack_words = nw;
+    }
+    uint64_t bit = (uint64_t)1 << (lvl & 63);
+    if (is_obj)
+        mt->vstack[w] |= bit;
+    else
+        mt->vstack[w] &= ~bit;
+    return 0;
+}
+
+static inline int vstack_get(const eb_matcher *mt, size_t lvl)
+{
+    return (int)((mt->vstack[lvl >> 6] >> (lvl & 63)) & 1);
+}
+
+/* ---- array trail --------------------------------------------------------------- */
+static inline int tpush(eb_matcher *mt)
+{
+    if (GROW(mt, tstack, tstack_cap, 2 * (mt->tdepth + 1)))
+        return -1;
+    mt->tstack[2 * mt->tdepth] = mt->next_array++;
+    mt->tstack[2 * mt->tdepth + 1] = 0;
+    mt->tdepth++;
+    mt->trail_valid = 0;
+    return 0;
+}
+
+static inline void tset(eb_matcher *mt, uint32_t idx)
+{
+    mt->tstack[2 * mt->tdepth - 1] = idx;
+    mt->trail_valid = 0;
+}
+
+static inline void tpop(eb_matcher *mt)
+{
+    mt->tdepth--;
+    mt->trail_valid = 0;
+}
+
+/* ---- strings ---------------------------------------------------------------------- */
+static void put_cp(unsigned char *o, size_t *n, uint32_t cp)
+{
+    if (cp < 0x80) {
+        o[(*n)++] = (unsigned char)cp;
+    } else if (cp < 0x800) {
+        o[(*n)++] = (unsigned char)(0xC0 | (cp >> 6));
+        o[(*n)++] = (unsigned char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        o[(*n)++] = (unsigned char)(0xE0 | (cp >> 12));
+        o[(*n)++] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        o[(*n)++] = (unsigned char)(0x80 | (cp & 0x3F));
+    } else {
+        o[(*n)++] = (unsigned char)(0xF0 | (cp >> 18));
+        o[(*n)++] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        o[(*n)++] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        o[(*n)++] = (unsigned char)(0x80 | (cp & 0x3F));
+    }
+}
+
+/* Decode the escapes of s[..q) into mt->sbuf.  Tolerant (trusting mode may
+ * pass anything): a bad escape is kept literally; lone surrogates become
+ * U+FFFD, as in the pattern compiler. */
+static int unescape(eb_matcher *mt, const unsigned char *s, const unsigned char *q, size_t *outlen)
+{
+    size_t cap_need = (size_t)(q - s) + 4;
+    if (GROW(mt, sbuf, sbuf_cap, cap_need))
+        return -1;
+    unsigned char *o = mt->sbuf;
+    size_t n = 0;
+    while (s < q) {
+        if (*s != '\\') {
+            o[n++] = *s++;
+            continue;
+        }
+        if (s + 1 >= q) {
+            o[n++] = *s++;
+            continue;
+        }
+        unsigned char e = s[1];
+        switch (e) {
+        case '"': o[n++] = '"'; s += 2; continue;
+        case '\\': o[n++] = '\\'; s += 2; continue;
+        case '/': o[n++] = '/'; s += 2; continue;
+        case 'b': o[n++] = '\b'; s += 2; continue;
+        case 'f': o[n++] = '\f'; s += 2; continue;
+        case 'n': o[n++] = '\n'; s += 2; continue;
+        case 'r': o[n++] = '\r'; s += 2; continue;
+        case 't': o[n++] = '\t'; s += 2; continue;
+        case 'u':
+            if (q - s >= 6 && is_hex(s[2]) && is_hex(s[3]) && is_hex(s[4]) && is_hex(s[5])) {
+                uint32_t cp = hexval(s[2]) << 12 | hexval(s[3]) << 8 | hexval(s[4]) << 4 | hexval(s[5]);
+                s += 6;
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    if (q - s >= 6 && s[0] == '\\' && s[1] == 'u' && is_hex(s[2]) && is_hex(s[3]) && is_hex(s[4]) &&
+                        is_hex(s[5])) {
+                        uint32_t lo = hexval(s[2]) << 12 | hexval(s[3]) << 8 | hexval(s[4]) << 4 | hexval(s[5]);
+                        if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                            s += 6;
+                        } else {
+                            cp = 0xFFFD;
+                        }
+                    } else {
+                        cp = 0xFFFD;
+                    }
+                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                    cp = 0xFFFD;
+                }
+                put_cp(o, &n, cp); /* at most 4 bytes for 6..12 bytes of input */
+                continue;
+            }
+            o[n++] = *s++;
+            continue;
+        default:
+            o[n++] = *s++;
+            continue;
+        }
+    }
+    *outlen = n;
+    return 0;
+}
+
+static inline const node *node_child_idx(const node *n, const char *seg, size_t len, uint32_t *idx)
+{
+    if (n->nedges <= 8) {
+        for (uint32_t i = 0; i < n->nedges; i++) {
+            const node_edge *e = &n->edges[i];
+            if (e->len == len && !memcmp(e->seg, seg, len)) {
+                *idx = i;
+                return e->child;
+            }
+        }
+        return NULL;
+    }
+    uint64_t h = ebp_hash_bytes(seg, len, 0);
+    for (uint32_t i = (uint32_t)h & n->idx_mask;; i = (i + 1) & n->idx_mask) {
+        uint32_t k = n->index[i];
+        if (k == UINT32_MAX)
+            return NULL;
+        const node_edge *e = &n->edges[k];
+        if (e->hash == h && e->len == len && !memcmp(e->seg, seg, len)) {
+            *idx = k;
+            return e->child;
+        }
+    }
+}
+
+/* ---- emission ---------------------------------------------------------------------- */
+static int push_u32(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
+{
+    if (*n == *cap && grow((void **)a, cap, *n + 1, sizeof **a))
+        return -1;
+    (*a)[(*n)++] = v;
+    return 0;
+}
+
+static void sr_init(eb_matcher *mt, sr_state *st, const sr_t *S)
+{
+    st->epoch = mt->epoch;
+    st->count = 0;
+    st->flags = 0;
+    st->hit_head = 0;
+    size_t need = mt->nwords + 4u * S->nwords;
+    if (GROW(mt, words, words_cap, need)) {
+        mt->oom = 1;
+        st->bits = 0;
+        st->flags = SRF_DEAD;
+        return;
+    }
+    st->bits = (uint32_t)mt->nwords;
+    memset(mt->words + mt->nwords, 0, 4u * S->nwords * sizeof(uint64_t));
+    mt->nwords = need;
+}
+
+static uint32_t cur_trail(eb_matcher *mt)
+{
+    if (!mt->trail_valid) {
+        if (GROW(mt, trails, trails_cap, mt->ntrails + 2 * mt->tdepth)) {
+            mt->oom = 1;
+            return 0;
+        }
+        memcpy(mt->trails + mt->ntrails, mt->tstack, 2 * mt->tdepth * sizeof(uint32_t));
+        mt->cur_trail_off = (uint32_t)mt->ntrails;
+        mt->ntrails += 2 * mt->tdepth;
+        mt->trail_valid = 1;
+    }
+    return mt->cur_trail_off;
+}
+
+static void record_hit(eb_matcher *mt, sr_state *st, uint32_t field, int presence)
+{
+    if (GROW(mt, hits, hits_cap, mt->nhits + 1)) {
+        mt->oom = 1;
+        return;
+    }
+    hit *h = &mt->hits[mt->nhits];
+    h->field = field;
+    h->trail_off = cur_trail(mt);
+    h->trail_len = (uint32_t)mt->tdepth;
+    h->presence = (uint32_t)presence;
+    h->next = st->hit_head;
+    st->hit_head = (uint32_t)++mt->nhits;
+}
+
+static void hit_pos(eb_matcher *mt, uint32_t sr, uint32_t f)
+{
+    const sr_t *S = snap_sr(mt->snap, sr);
+    sr_state *st = &mt->srs[sr];
+    if (S->single) {
+        if (st->epoch != mt->epoch) {
+            st->epoch = mt->epoch;
+            st->flags = SRF_MATCH | SRF_CAND;
+            if (push_u32(&mt->cands, &mt->ncands, &mt->cands_cap, sr))
+                mt->oom = 1;
+        }
+        return;
+    }
+    if (st->epoch != mt->epoch)
+        sr_init(mt, st, S);
+    if (st->flags & SRF_DEAD)
+        return;
+    uint64_t *P = mt->words + st->bits, *A = P + S->nwords;
+    uint32_t w = f >> 6;
+    uint64_t bit = (uint64_t)1 << (f & 63);
+    int was = ((P[w] | A[w]) & bit) != 0;
+    if (mt->tdepth == 0) {
+        P[w] |= bit;
+    } else {
+        A[w] |= bit;
+        if (mt->record)
+            record_hit(mt, st, f, 0);
+    }
+    if (!was && S->kinds[f] == FK_POS && ++st->count == S->npos && !(st->flags & SRF_CAND)) {
+        st->flags |= SRF_CAND;
+        if (push_u32(&mt->cands, &mt->ncands, &mt->cands_cap, sr))
+            mt->oom = 1;
+    }
+}
+
+static void hit_presence(eb_matcher *mt, uint32_t sr, uint32_t f)
+{
+    const sr_t *S = snap_sr(mt->snap, sr);
+    sr_state *st = &mt->srs[sr];
+    if (st->epoch != mt->epoch)
+        sr_init(mt, st, S);
+    if (st->flags & SRF_DEAD)
+        return;
+    if (S->npos == 0 && S->nfields == 1 && S->kinds[0] == FK_NEG) {
+        st->flags |= SRF_DEAD; /* any value kills a lone exists:false */
+        return;
+    }
+    uint64_t *R = mt->words + st->bits + 2u * S->nwords, *Q = R + S->nwords;
+    uint32_t w = f >> 6;
+    uint64_t bit = (uint64_t)1 << (f & 63);
+    if (mt->tdepth == 0) {
+        R[w] |= bit;
+    } else {
+        Q[w] |= bit;
+        if (mt->record)
+            record_hit(mt, st, f, 1);
+    }
+}
+
+static inline void emit(eb_matcher *mt, const vm *v, tlist l)
+{
+    const ebp_target *t = v->targets + l.off;
+    for (uint32_t i = 0; i < l.n; i++)
+        hit_pos(mt, t[i].sr, t[i].field);
+}
+
+static inline void emit_common(eb_matcher *mt, const vm *v)
+{
+    if (v->exists.n)
+        emit(mt, v, v->exists);
+    if (v->presence.n) {
+        const ebp_target *t = v->targets + v->presence.off;
+        for (uint32_t i = 0; i < v->presence.n; i++)
+            hit_presence(mt, t[i].sr, t[i].field);
+    }
+}
+
+/* ---- value matchers ------------------------------------------------------------------ */
+static inline const hm_entry *hm_get(const vm *v, const hmap *h, uint32_t tag, const void *k, size_t n)
+{
+    if (!h->count)
+        return NULL;
+    uint64_t hv = ebp_hash_bytes(k, n, tag);
+    for (uint32_t i = (uint32_t)hv & h->mask;; i = (i + 1) & h->mask) {
+        const hm_entry *e = &h->slots[i];
+        if (e->klen == UINT32_MAX)
+            return NULL;
+        if (e->hash == hv && e->klen == n && e->tag == tag && !memcmp(v->keys + e->koff, k, n))
+            return e;
+    }
+}
+
+static inline void walk_trie(eb_matcher *mt, const vm *v, const trie *t, const unsigned char *s, size_t n,
+                             int reverse, const unsigned char *full, size_t fulln)
+{
+    if (!t->nnodes)
+        return;
+    uint32_t cur = 0;
+    for (size_t i = 0;; i++) {
+        const trie_node *nd = &t->nodes[cur];
+        if (nd->t.n)
+            emit(mt, v, nd->t);
+        for (uint32_t k = 0; k < nd->nwc; k++) {
+            const wc_entry *w = &v->wcs[nd->wc_off + k];
+            if (ebp_glob_match(w->g, full, fulln))
+                emit(mt, v, w->t);
+        }
+        if (i == n || !nd->nedges)
+            return;
+        unsigned char c = reverse ? s[n - 1 - i] : s[i];
+        const trie_edge *e = t->edges + nd->first_edge;
+        uint32_t next = UINT32_MAX;
+        for (uint32_t k = 0; k < nd->nedges; k++) {
+            if (e[k].byte == c) {
+                next = e[k].child;
+                break;
+            }
+            if (e[k].byte > c)
+                break;
+        }
+        if (next == UINT32_MAX)
+            return;
+        cur = next;
+    }
+}
+
+static int fold_value(eb_matcher *mt, const unsigned char *s, size_t n, size_t *outn)
+{
+    if (ebp_is_ascii(s, n)) {
+        if (GROW(mt, fbuf, fbuf_cap, n + 1))
+            return -1;
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = s[i];
+            mt->fbuf[i] = (unsigned char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+        *outn = n;
+        return 0;
+    }
+    size_t need = ebp_casefold(s, n, NULL, 0);
+    if (GROW(mt, fbuf, fbuf_cap, need + 1))
+        return -1;
+    ebp_casefold(s, n, mt->fbuf, need);
+    *outn = need;
+    return 0;
+}
+
+static int has_prefix(const unsigned char *s, size_t n, const ebp_str *p)
+{
+    return p->n <= n && !memcmp(s, p->s, p->n);
+}
+
+static int has_suffix(const unsigned char *s, size_t n, const ebp_str *p)
+{
+    return p->n <= n && !memcmp(s + n - p->n, p->s, p->n);
+}
+
+static int in_set(const unsigned char *s, size_t n, const ebp_cond *c)
+{
+    for (size_t i = 0; i < c->nv; i++)
+        if (c->vs[i].n == n && !memcmp(c->vs[i].s, s, n))
+            return 1;
+    return 0;
+}
+
+/* anything-but against a string value (folded form computed lazily) */
+static void ab_string(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n, const unsigned char *f,
+                      size_t fn)
+{
+    for (uint32_t i = 0; i < v->nabs; i++) {
+        const ab_entry *a = &v->abs[i];
+        const ebp_cond *c = a->cond;
+        int excluded = 0;
+        switch (c->kind) {
+        case EBP_C_AB_STR: excluded = in_set(s, n, c); break;
+        case EBP_C_AB_NUM: excluded = 0; break;
+        case EBP_C_AB_EIC: excluded = in_set(f, fn, c); break;
+        case EBP_C_AB_PREFIX:
+            for (size_t k = 0; k < c->nv && !excluded; k++)
+                excluded = has_prefix(s, n, &c->vs[k]);
+            break;
+        case EBP_C_AB_SUFFIX:
+            for (size_t k = 0; k < c->nv && !excluded; k++)
+                excluded = has_suffix(s, n, &c->vs[k]);
+            break;
+        case EBP_C_AB_WILDCARD:
+            for (size_t k = 0; k < c->nv && !excluded; k++)
+                excluded = ebp_glob_match(c->globs[k], s, n);
+            break;
+        default: break;
+        }
+        if (!excluded)
+            emit(mt, v, a->t);
+    }
+}
+
+static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n)
+{
+    emit_common(mt, v);
+    if (!(v->flags & VM_STR))
+        return;
+    const hm_entry *e;
+    ebp_ip ip;
+    int is_ip = (v->flags & VM_IP) && ebp_ip_parse((const char *)s, n, &ip);
+    if (v->exact.count) {
+        if ((e = hm_get(v, &v->exact, 'S', s, n)))
+            emit(mt, v, e->t);
+        if (is_ip) {
+            unsigned char k[17];
+            k[0] = ip.family;
+            memcpy(k + 1, ip.addr, 16);
+            if ((e = hm_get(v, &v->exact, 'I', k, 17)))
+                emit(mt, v, e->t);
+        }
+    }
+    walk_trie(mt, v, &v->prefix, s, n, 0, s, n);
+    walk_trie(mt, v, &v->suffix, s, n, 1, s, n);
+    for (uint32_t i = 0; i < v->nwc_unanchored; i++) {
+        const wc_entry *w = &v->wcs[v->wc_unanchored_off + i];
+        if (ebp_glob_match(w->g, s, n))
+            emit(mt, v, w->t);
+    }
+    if (is_ip)
+        for (uint32_t i = 0; i < v->ncidrs; i++)
+            if (ebp_cidr_contains(&v->cidrs[i].c, &ip))
+                emit(mt, v, v->cidrs[i].t);
+    const unsigned char *f = s;
+    size_t fn = n;
+    if (v->flags & VM_FOLD) {
+        if (fold_value(mt, s, n, &fn)) {
+            mt->oom = 1;
+            return;
+        }
+        f = mt->fbuf;
+        if (v->eic.count && (e = hm_get(v, &v->eic, 'F', f, fn)))
+            emit(mt, v, e->t);
+        walk_trie(mt, v, &v->prefix_eic, f, fn, 0, f, fn);
+        walk_trie(mt, v, &v->suffix_eic, f, fn, 1, f, fn);
+    }
+    if (v->nabs)
+        ab_string(mt, v, s, n, f, fn);
+}
+
+static int range_match(const range_entry *r, double d)
+{
+    if (r->has_lo && (r->lo_open ? !(d > r->lo) : !(d >= r->lo)))
+        return 0;
+    if (r->has_hi && (r->hi_open ? !(d < r->hi) : !(d <= r->hi)))
+        return 0;
+    return 1;
+}
+
+static void vm_num(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n)
+{
+    emit_common(mt, v);
+    if (!(v->flags & VM_NUM)) {
+        /* string-shaped anything-but still matches numbers */
+        for (uint32_t i = 0; i < v->nabs; i++)
+            emit(mt, v, v->abs[i].t);
+        return;
+    }
+    double d;
+    int finite = ebp_num_to_double((const char *)s, n, &d);
+    const hm_entry *e;
+    if (v->exact.count) {
+        if (finite)
+            e = hm_get(v, &v->exact, 'N', &d, sizeof d);
+        else
+            e = hm_get(v, &v->exact, 'T', s, n);
+        if (e)
+            emit(mt, v, e->t);
+    }
+    if (finite && v->nranges) {
+        if (v->nbounds || v->slots) {
+            /* binary search the elementary intervals */
+            uint32_t lo = 0, hi = v->nbounds;
+            while (lo < hi) {
+                uint32_t mid = (lo + hi) / 2;
+                if (v->bounds[mid] < d)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            uint32_t slot = (lo < v->nbounds && v->bounds[lo] == d) ? 2 * lo + 1 : 2 * lo;
+            if (v->slots[slot].n)
+                emit(mt, v, v->slots[slot]);
+        } else {
+            for (uint32_t i = 0; i < v->nranges; i++)
+                if (range_match(&v->ranges[i], d))
+                    emit(mt, v, v->ranges[i].t);
+        }
+    }
+    for (uint32_t i = 0; i < v->nabs; i++) {
+        const ab_entry *a = &v->abs[i];
+        int excluded = 0;
+        if (a->cond->kind == EBP_C_AB_NUM && finite)
+            for (size_t k = 0; k < a->cond->nv && !excluded; k++)
+                excluded = a->cond->ds[k] == d;
+        if (!excluded)
+            emit(mt, v, a->t);
+    }
+}
+
+static void vm_lit(eb_matcher *mt, const vm *v, unsigned char c)
+{
+    emit_common(mt, v);
+    tlist l = c == 't' ? v->t_true : c == 'f' ? v->t_false : v->t_null;
+    if (l.n)
+        emit(mt, v, l);
+    for (uint32_t i = 0; i < v->nabs; i++)
+        emit(mt, v, v->abs[i].t);
+}
+
+/* ---- the reader, twice ------------------------------------------------------------------ */
+typedef struct {
+    const unsigned char *p, *end, *start;
+    eb_matcher *mt;
+    unsigned depth;
+} rd;
+
+#define RD_V 1
+#define RD_SUFFIX v
+#include "reader_impl.h"
+#undef RD_V
+#undef RD_SUFFIX
+#define RD_V 0
+#define RD_SUFFIX t
+#include "reader_impl.h"
+#undef RD_V
+#undef RD_SUFFIX
+
+/* ---- array-consistency check ------------------------------------------------------------- */
+/* A Pareto set of (pos, neg) bitset pairs, each 2*nw words. */
+typedef struct {
+    uint64_t *w;
+    size_t n, cap, nw;
+} pset;
+
+static int ps_add(pset *s, const uint64_t *pos, const uint64_t *neg)
+{
+    size_t nw = s->nw;
+    /* dominated by an existing element? (more pos, less neg is better) */
+    for (size_t i = 0; i < s->n; i++) {
+        const uint64_t *p = s->w + i * 2 * nw, *q = p + nw;
+        int dom = 1;
+        for (size_t k = 0; k < nw && dom; k++)
+            dom = (pos[k] & ~p[k]) == 0 && (q[k] & ~neg[k]) == 0;
+        if (dom)
+            return 0;
+    }
+    /* drop elements it dominates */
+    size_t j = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        uint64_t *p = s->w + i * 2 * nw, *q = p + nw;
+        int dom = 1;
+        for (size_t k = 0; k < nw && dom; k++)
+            dom = (p[k] & ~pos[k]) == 0 && (neg[k] & ~q[k]) == 0;
+        if (!dom) {
+            if (i != j)
+                memmove(s->w + j * 2 * nw, p, 2 * nw * sizeof(uint64_t));
+            j++;
+        }
+    }
+    s->n = j;
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 4;
+        uint64_t *nwp = realloc(s->w, nc * 2 * nw * sizeof(uint64_t));
+        if (!nwp)
+            return -1;
+        s->w = nwp;
+        s->cap = nc;
+    }
+    memcpy(s->w + s->n * 2 * nw, pos, nw * sizeof(uint64_t));
+    memcpy(s->w + s->n * 2 * nw + nw, neg, nw * sizeof(uint64_t));
+    s->n++;
+    return 0;
+}
+
+typedef struct {
+    eb_matcher *mt;
+    hit **h; /* sorted by trail */
+    size_t nw;
+    int oom;
+} dpctx;
+
+static inline uint32_t tr_at(const dpctx *c, const hit *h, size_t i)
+{
+    return c->mt->trails[h->trail_off + i];
+}
+
+static int hit_cmp_ctx(const void *a, const void *b, void *ctx)
+{
+    const dpctx *c = ctx;
+    const hit *x = *(hit *const *)a, *y = *(hit *const *)b;
+    size_t lx = 2 * x->trail_len, ly = 2 * y->trail_len, m = lx < ly ? lx : ly;
+    for (size_t i = 0; i < m; i++) {
+        uint32_t u = tr_at(c, x, i), v = tr_at(c, y, i);
+        if (u != v)
+            return u < v ? -1 : 1;
+    }
+    return (lx > ly) - (lx < ly);
+}
+
+static void sort_hits(dpctx *c, hit **h, size_t n)
+{
+    /* insertion sort for small sets, else a simple merge sort */
+    if (n < 32) {
+        for (size_t i = 1; i < n; i++) {
+            hit *x = h[i];
+            size_t j = i;
+            while (j && hit_cmp_ctx(&h[j - 1], &x, c) > 0) {
+                h[j] = h[j - 1];
+                j--;
+            }
+            h[j] = x;
+        }
+        return;
+    }
+    size_t mid = n / 2;
+    sort_hits(c, h, mid);
+    sort_hits(c, h + mid, n - mid);
+    hit **tmp = malloc(n * sizeof *tmp);
+    if (!tmp) {
+        c->oom = 1;
+        return;
+    }
+    size_t i = 0, j = mid, k = 0;
+    while (i < mid && j < n)
+        tmp[k++] = hit_cmp_ctx(&h[j], &h[i], c) < 0 ? h[j++] : h[i++];
+    while (i < mid)
+        tmp[k++] = h[i++];
+    while (j < n)
+        tmp[k++] = h[j++];
+    memcpy(h, tmp, n * sizeof *tmp);
+    free(tmp);
+}
+
+/* Solve the subtree of hits h[0..n), all sharing a trail prefix of d pairs. */
+static int dp_solve(dpctx *c, hit **h, size_t n, size_t d, const uint64_t *bpos, const uint64_t *bneg, pset *out)
+{
+    size_t nw = c->nw;
+    uint64_t *base = calloc(2 * nw, sizeof(uint64_t));
+    if (!base)
+        return -1;
+    if (bpos)
+        memcpy(base, bpos, nw * sizeof(uint64_t));
+    if (bneg)
+        memcpy(base + nw, bneg, nw * sizeof(uint64_t));
+    size_t i = 0;
+    while (i < n && h[i]->trail_len == d) {
+        uint64_t bit = (uint64_t)1 << (h[i]->field & 63);
+        base[(h[i]->presence ? nw : 0) + (h[i]->field >> 6)] |= bit;
+        i++;
+    }
+    pset acc = {.nw = nw};
+    int rc = ps_add(&acc, base, base + nw);
+    free(base);
+    while (!rc && i < n) {
+        /* one array: hits whose pair d has the same array id */
+        uint32_t aid = tr_at(c, h[i], 2 * d);
+        size_t j = i;
+        while (j < n && tr_at(c, h[j], 2 * d) == aid)
+            j++;
+        pset opts = {.nw = nw};
+        uint64_t *none = calloc(2 * nw, sizeof(uint64_t));
+        if (!none) {
+            rc = -1;
+            break;
+        }
+        for (size_t k = i; k < j; k++)
+            if (h[k]->presence)
+                none[nw + (h[k]->field >> 6)] |= (uint64_t)1 << (h[k]->field & 63);
+        rc = ps_add(&opts, none, none + nw);
+        free(none);
+        size_t e = i;
+        while (!rc && e < j) {
+            uint32_t idx = tr_at(c, h[e], 2 * d + 1);
+            size_t f = e;
+            while (f < j && tr_at(c, h[f], 2 * d + 1) == idx)
+                f++;
+            pset sub = {.nw = nw};
+            rc = dp_solve(c, h + e, f - e, d + 1, NULL, NULL, &sub);
+            for (size_t s = 0; !rc && s < sub.n; s++)
+                rc = ps_add(&opts, sub.w + s * 2 * nw, sub.w + s * 2 * nw + nw);
+            free(sub.w);
+            e = f;
+        }
+        /* acc = acc x opts */
+        pset nacc = {.nw = nw};
+        uint64_t *tmp = rc ? NULL : malloc(2 * nw * sizeof(uint64_t));
+        if (!rc && !tmp)
+            rc = -1;
+        for (size_t a = 0; !rc && a < acc.n; a++)
+            for (size_t o = 0; !rc && o < opts.n; o++) {
+                for (size_t k = 0; k < 2 * nw; k++)
+                    tmp[k] = acc.w[a * 2 * nw + k] | opts.w[o * 2 * nw + k];
+                rc = ps_add(&nacc, tmp, tmp + nw);
+            }
+        free(tmp);
+        free(opts.w);
+        free(acc.w);
+        acc = nacc;
+        i = j;
+    }
+    if (rc) {
+        free(acc.w);
+        return -1;
+    }
+    *out = acc;
+    return 0;
+}
+
+static int final_ok(const sr_t *S, const uint64_t *pos, const uint64_t *neg)
+{
+    for (uint32_t f = 0; f < S->nfields; f++) {
+        uint64_t bit = (uint64_t)1 << (f & 63);
+        int p = (pos[f >> 6] & bit) != 0, q = (neg[f >> 6] & bit) != 0;
+        switch (S->kinds[f]) {
+        case FK_POS:
+            if (!p)
+                return 0;
+            break;
+        case FK_NEG:
+            if (q)
+                return 0;
+            break;
+        default:
+            if (!p && q)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static int dp_check(eb_matcher *mt, const sr_t *S, const sr_state *st)
+{
+    size_t nw = S->nwords;
+    const uint64_t *P = mt->words + st->bits, *R = P + 2 * nw;
+    size_t n = 0;
+    for (uint32_t k = st->hit_head; k; k = mt->hits[k - 1].next)
+        n++;
+    hit **h = malloc((n ? n : 1) * sizeof *h);
+    if (!h) {
+        mt->oom = 1;
+        return 0;
+    }
+    n = 0;
+    for (uint32_t k = st->hit_head; k; k = mt->hits[k - 1].next)
+        h[n++] = &mt->hits[k - 1];
+    dpctx c = {.mt = mt, .h = h, .nw = nw};
+    sort_hits(&c, h, n);
+    pset res = {.nw = nw};
+    int ok = 0;
+    if (!c.oom && !dp_solve(&c, h, n, 0, P, R, &res)) {
+        for (size_t i = 0; i < res.n && !ok; i++)
+            ok = final_ok(S, res.w + i * 2 * nw, res.w + i * 2 * nw + nw);
+    } else {
+        mt->oom = 1;
+    }
+    free(res.w);
+    free(h);
+    return ok;
+}
+
+/* ---- evaluation ------------------------------------------------------------------------------ */
+enum { EV_NO = 0, EV_YES = 1, EV_DP = 2 };
+
+static int evaluate(eb_matcher *mt, uint32_t sr)
+{
+    const sr_t *S = snap_sr(mt->snap, sr);
+    if (!S->rule)
+        return EV_NO;
+    const sr_state *st = &mt->srs[sr];
+    if (st->epoch != mt->epoch)
+        return S->npos == 0 ? EV_YES : EV_NO;
+    if (st->flags & SRF_MATCH)
+        return EV_YES;
+    if (st->flags & SRF_DEAD)
+        return EV_NO;
+    if (st->count < S->npos)
+        return EV_NO;
+    size_t nw = S->nwords;
+    const uint64_t *P = mt->words + st->bits, *A = P + nw, *R = A + nw, *Q = R + nw;
+    unsigned arrays = 0;
+    int qneed = 0;
+    for (uint32_t f = 0; f < S->nfields; f++) {
+        uint32_t w = f >> 6;
+        uint64_t bit = (uint64_t)1 << (f & 63);
+        int p = (P[w] & bit) != 0, a = (A[w] & bit) != 0, r = (R[w] & bit) != 0, q = (Q[w] & bit) != 0;
+        switch (S->kinds[f]) {
+        case FK_POS:
+            if (!p)
+                arrays++;
+            break;
+        case FK_NEG:
+            if (r)
+                return EV_NO;
+            if (q)
+                qneed = 1;
+            break;
+        default: /* FK_MIX */
+            if (p)
+                break;
+            if (r) {
+                if (!a)
+                    return EV_NO;
+                arrays++;
+            } else if (q) {
+                qneed = 1;
+            }
+        }
+    }
+    if (!qneed && arrays <= 1)
+        return EV_YES;
+    return EV_DP;
+}
+
+static void add_result(eb_matcher *mt, uint32_t sr)
+{
+    const sr_t *S = snap_sr(mt->snap, sr);
+    const rule_rec *r = S->rule;
+    if (mt->rule_epoch[r->slot] == mt->epoch)
+        return;
+    mt->rule_epoch[r->slot] = mt->epoch;
+    if (mt->nout == mt->out_cap && grow((void **)&mt->out, &mt->out_cap, mt->nout + 1, sizeof *mt->out)) {
+        mt->oom = 1;
+        return;
+    }
+    mt->out[mt->nout++] = r->key;
+}
+
+static int rule_done(const eb_matcher *mt, uint32_t sr)
+{
+    const sr_t *S = snap_sr(mt->snap, sr);
+    return S->rule && mt->rule_epoch[S->rule->slot] == mt->epoch;
+}
+
+/* ---- public API ----------------------------------------------------------------------------------- */
+eb_matcher *eb_matcher_new(void)
+{
+    pthread_once(&tables_once, init_tables);
+    eb_matcher *mt = calloc(1, sizeof *mt);
+    if (mt)
+        mt->max_depth = EB_DEFAULT_MAX_DEPTH;
+    return mt;
+}
+
+void eb_matcher_free(eb_matcher *mt)
+{
+    if (!mt)
+        return;
+    free(mt->srs);
+    free(mt->rule_epoch);
+    free(mt->words);
+    free(mt->hits);
+    free(mt->trails);
+    free(mt->cands);
+    free(mt->dp);
+    free(mt->out);
+    free(mt->tstack);
+    free(mt->sbuf);
+    free(mt->fbuf);
+    free(mt->vstack);
+    free(mt);
+}
+
+void eb_matcher_set_max_depth(eb_matcher *mt, unsigned depth)
+{
+    if (depth < 1)
+        depth = 1;
+    if (depth > EB_MAX_MAX_DEPTH)
+        depth = EB_MAX_MAX_DEPTH;
+    mt->max_depth = depth;
+}
+
+static int prepare(eb_matcher *mt, const eb_snapshot *s)
+{
+    size_t nsr = (size_t)s->nsr_chunks * CHUNK, nrules = (size_t)s->nrule_chunks * CHUNK;
+    if (nsr > mt->srs_cap) {
+        sr_state *n = realloc(mt->srs, nsr * sizeof *n);
+        if (!n)
+            return -1;
+        memset(n + mt->srs_cap, 0, (nsr - mt->srs_cap) * sizeof *n);
+        mt->srs = n;
+        mt->srs_cap = nsr;
+    }
+    if (nrules > mt->rules_cap) {
+        uint32_t *n = realloc(mt->rule_epoch, nrules * sizeof *n);
+        if (!n)
+            return -1;
+        memset(n + mt->rules_cap, 0, (nrules - mt->rules_cap) * sizeof *n);
+        mt->rule_epoch = n;
+        mt->rules_cap = nrules;
+    }
+    return 0;
+}
+
+static void next_epoch(eb_matcher *mt)
+{
+    if (++mt->epoch == 0) { /* wrapped: clear every stamp */
+        memset(mt->srs, 0, mt->srs_cap * sizeof *mt->srs);
+        memset(mt->rule_epoch, 0, mt->rules_cap * sizeof *mt->rule_epoch);
+        mt->epoch = 1;
+    }
+    mt->nwords = mt->nhits = mt->ntrails = mt->ncands = 0;
+    mt->tdepth = 0;
+    mt->next_array = 0;
+    mt->trail_valid = 0;
+}
+
+static int read_event(eb_matcher *mt, const char *json, size_t len, unsigned flags)
+{
+    rd r = {(const unsigned char *)json, (const unsigned char *)json + len, (const unsigned char *)json, mt, 0};
+    const int trusted = (flags & EB_MATCH_TRUSTED) != 0;
+    r.p = trusted ? ws_t(r.p, r.end) : ws_v(r.p, r.end);
+    if (r.p >= r.end || *r.p != '{') {
+        if (!trusted && r.p < r.end) {
+            /* tell "not JSON" from "not an object" */
+            rd r2 = r;
+            if (skip_v(&r2) == 0 && ws_v(r2.p, r2.end) == r2.end) {
+                mt->err = "event is not a JSON object";
+                mt->err_off = 0;
+                return -1;
+            }
+            return -1;
+        }
+        mt->err = r.p >= r.end ? "empty event" : "event is not a JSON object";
+        mt->err_off = (size_t)(r.p - r.start);
+        return -1;
+    }
+    r.depth = 1;
+    if (mt->max_depth < 1) {
+        mt->err = "nesting depth exceeds the limit";
+        return -1;
+    }
+    r.p++;
+    const node *root = mt->snap->root;
+    static const node empty_node = {0};
+    if (!root)
+        root = &empty_node;
+    int rc = trusted ? object_t(&r, root) : object_v(&r, root);
+    if (rc < 0)
+        return -1;
+    if (!trusted) {
+        const unsigned char *p = ws_v(r.p, r.end);
+        if (p != r.end) {
+            mt->err = "unexpected data after the event object";
+            mt->err_off = (size_t)(p - r.start);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static eb_status set_err(eb_matcher *mt, eb_error *err, eb_status code)
+{
+    if (err) {
+        err->code = code;
+        err->offset = mt->err_off;
+        if (code == EB_ERR_NOMEM)
+            ebp_errf(err->message, sizeof err->message, "out of memory");
+        else
+            ebp_errf(err->message, sizeof err->message, "Event is not valid: %s at byte %zu",
+                     mt->err ? mt->err : "invalid JSON", mt->err_off);
+    }
+    return code;
+}
+
+eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_t len, unsigned flags,
+                   const uint64_t **keys, size_t *nkeys, eb_error *err)
+{
+    *keys = NULL;
+    *nkeys = 0;
+    mt->snap = s;
+    mt->oom = 0;
+    mt->err = NULL;
+    mt->nout = 0;
+    mt->record = 0;
+    if (prepare(mt, s))
+        return set_err(mt, err, EB_ERR_NOMEM);
+    next_epoch(mt);
+    if (read_event(mt, json, len, flags))
+        return set_err(mt, err, EB_ERR_EVENT);
+    if (mt->oom)
+        return set_err(mt, err, EB_ERR_NOMEM);
+    /* evaluate */
+    mt->ndp = 0;
+    for (size_t i = 0; i < mt->ncands; i++) {
+        uint32_t sr = mt->cands[i];
+        if (rule_done(mt, sr))
+            continue;
+        int ev = evaluate(mt, sr);
+        if (ev == EV_YES)
+            add_result(mt, sr);
+        else if (ev == EV_DP && push_u32(&mt->dp, &mt->ndp, &mt->dp_cap, sr))
+            mt->oom = 1;
+    }
+    for (uint32_t i = 0; i < s->nalways; i++) {
+        uint32_t sr = s->always[i];
+        if (rule_done(mt, sr))
+            continue;
+        int ev = evaluate(mt, sr);
+        if (ev == EV_YES)
+            add_result(mt, sr);
+        else if (ev == EV_DP && push_u32(&mt->dp, &mt->ndp, &mt->dp_cap, sr))
+            mt->oom = 1;
+    }
+    if (mt->ndp && !mt->oom) {
+        /* pass 2: re-read recording where values sat, then solve exactly */
+        size_t nout = mt->nout;
+        uint64_t *saved = malloc((nout ? nout : 1) * sizeof *saved);
+        if (!saved)
+            return set_err(mt, err, EB_ERR_NOMEM);
+        memcpy(saved, mt->out, nout * sizeof *saved);
+        next_epoch(mt);
+        mt->record = 1;
+        int rc = read_event(mt, json, len, flags);
+        mt->record = 0;
+        if (rc) {
+            free(saved);
+            return set_err(mt, err, EB_ERR_EVENT);
+        }
+        /* restore pass-1 results and mark their rules done */
+        mt->nout = 0;
+        for (size_t i = 0; i < nout; i++) {
+            if (mt->nout == mt->out_cap && grow((void **)&mt->out, &mt->out_cap, mt->nout + 1, sizeof *mt->out))
+                mt->oom = 1;
+            else
+                mt->out[mt->nout++] = saved[i];
+        }
+        free(saved);
+        for (size_t i = 0; i < mt->ndp; i++) {
+            uint32_t sr = mt->dp[i];
+            const sr_t *S = snap_sr(s, sr);
+            int done = 0;
+            for (size_t k = 0; k < mt->nout && !done; k++)
+                done = mt->out[k] == S->rule->key;
+            if (done)
+                continue;
+            const sr_state *st = &mt->srs[sr];
+            if (st->epoch == mt->epoch && dp_check(mt, S, st))
+                mt->out[mt->nout++] = S->rule->key; /* capacity: at most one per rule, reserved below */
+        }
+    }
+    if (mt->oom)
+        return set_err(mt, err, EB_ERR_NOMEM);
+    *keys = mt->out;
+    *nkeys = mt->nout;
+    return EB_OK;
+}
+
+eb_status eb_json_check(const char *json, size_t len, unsigned max_depth, eb_error *err)
+{
+    pthread_once(&tables_once, init_tables);
+    eb_matcher mt;
+    memset(&mt, 0, sizeof mt);
+    mt.max_depth = max_depth ? max_depth : EB_DEFAULT_MAX_DEPTH;
+    rd r = {(const unsigned char *)json, (const unsigned char *)json + len, (const unsigned char *)json, &mt, 0};
+    int rc = skip_v(&r);
+    if (rc == 0) {
+        const unsigned char *p = ws_v(r.p, r.end);
+        if (p != r.end) {
+            mt.err = "unexpected data after the JSON value";
+            mt.err_off = (size_t)(p - r.start);
+            rc = -1;
+        }
+    }
+    free(mt.vstack);
+    if (rc)
+        return set_err(&mt, err, EB_ERR_EVENT);
+    return EB_OK;
+}
