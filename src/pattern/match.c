@@ -12,6 +12,9 @@
 #include "num.h"
 
 #include <stdlib.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* ---- character classes ------------------------------------------------------ */
 static unsigned char str_special_v[256]; /* '"', '\\', < 0x20, >= 0x80 */
@@ -74,6 +77,67 @@ static size_t utf8_seq_len(const unsigned char *p, const unsigned char *end)
         return 4;
     }
     return 0;
+}
+
+/* ---- SIMD scanning (SSE2 is baseline on x86-64; scalar elsewhere) ----------- */
+
+/* First byte in [p, end) that is '"' or '\\', or end. */
+static inline const unsigned char *find_qb(const unsigned char *p, const unsigned char *end)
+{
+#ifdef __SSE2__
+    const __m128i q = _mm_set1_epi8('"'), b = _mm_set1_epi8('\\');
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        int m = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, b)));
+        if (m)
+            return p + __builtin_ctz((unsigned)m);
+        p += 16;
+    }
+#endif
+    while (p < end && *p != '"' && *p != '\\')
+        p++;
+    return p;
+}
+
+/* First byte in [p, end) that is '"', '\\', a control byte or >= 0x80. */
+static inline const unsigned char *find_qb_strict(const unsigned char *p, const unsigned char *end)
+{
+#ifdef __SSE2__
+    const __m128i q = _mm_set1_epi8('"'), b = _mm_set1_epi8('\\'), sp = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        /* signed compare: bytes >= 0x80 are negative, so "< 0x20" catches them too */
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, b)), _mm_cmplt_epi8(x, sp));
+        int mm = _mm_movemask_epi8(m);
+        if (mm)
+            return p + __builtin_ctz((unsigned)mm);
+        p += 16;
+    }
+#endif
+    while (p < end && !str_special_v[*p])
+        p++;
+    return p;
+}
+
+/* First byte in [p, end) that is '"', '{', '}', '[' or ']', or end. */
+static inline const unsigned char *find_struct(const unsigned char *p, const unsigned char *end)
+{
+#ifdef __SSE2__
+    const __m128i q = _mm_set1_epi8('"'), o = _mm_set1_epi8('{'), c = _mm_set1_epi8('}'),
+                  lower = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i xl = _mm_or_si128(x, lower); /* '[' -> '{', ']' -> '}' */
+        __m128i m = _mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_or_si128(_mm_cmpeq_epi8(xl, o), _mm_cmpeq_epi8(xl, c)));
+        int mm = _mm_movemask_epi8(m);
+        if (mm)
+            return p + __builtin_ctz((unsigned)mm);
+        p += 16;
+    }
+#endif
+    while (p < end && !skip_special[*p])
+        p++;
+    return p;
 }
 
 /* ---- scratch growth ------------------------------------------------------------ */
@@ -1048,7 +1112,7 @@ static int read_event(eb_matcher *mt, const char *json, size_t len, unsigned fla
     static const node empty_node = {0};
     if (!root)
         root = &empty_node;
-    int rc = trusted ? object_t(&r, root) : object_v(&r, root);
+    int rc = trusted ? object_t(&r, root, 1) : object_v(&r, root, 0);
     if (rc < 0)
         return -1;
     if (!trusted) {

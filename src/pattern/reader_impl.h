@@ -25,11 +25,9 @@ static const unsigned char *RDF(str_end_)(rd *r, const unsigned char *p, int *es
     *esc = 0;
     for (;;) {
 #if RD_V
-        while (p < end && !str_special_v[*p])
-            p++;
+        p = find_qb_strict(p, end);
 #else
-        while (p < end && !str_special_t[*p])
-            p++;
+        p = find_qb(p, end);
 #endif
         if (p >= end) {
             RDF(fail_)(r, p, "unterminated string");
@@ -221,8 +219,7 @@ static int RDF(skip_)(rd *r)
     }
     unsigned depth = r->depth;
     for (;;) {
-        while (p < end && !skip_special[*p])
-            p++;
+        p = find_struct(p, end);
         if (p >= end)
             return RDF(fail_)(r, p, "unexpected end of input");
         c = *p++;
@@ -251,8 +248,7 @@ static int RDF(skip_rest_)(rd *r)
     const unsigned char *p = r->p, *end = r->end;
     unsigned depth = 1;
     for (;;) {
-        while (p < end && !skip_special[*p])
-            p++;
+        p = find_struct(p, end);
         if (p >= end)
             return RDF(fail_)(r, p, "unexpected end of input");
         unsigned char c = *p++;
@@ -274,10 +270,11 @@ static int RDF(skip_rest_)(rd *r)
 }
 #endif
 
-static int RDF(object_)(rd *r, const node *n);
+static int RDF(object_)(rd *r, const node *n, int last);
 
-/* A value at r->p for the needed trie node n. */
-static int RDF(value_)(rd *r, const node *n)
+/* A value at r->p for the needed trie node n.  `last`: once this value is
+ * read, nothing after it in the event can matter (trusting mode stops). */
+static int RDF(value_)(rd *r, const node *n, int last)
 {
     eb_matcher *mt = r->mt;
     const unsigned char *p = r->p, *end = r->end;
@@ -309,9 +306,9 @@ static int RDF(value_)(rd *r, const node *n)
             return RDF(fail_)(r, p, "nesting depth exceeds the limit");
         r->p = p + 1;
         if (n->nedges) {
-            int rc = RDF(object_)(r, n);
+            int rc = RDF(object_)(r, n, last);
             r->depth--;
-            return rc < 0 ? rc : 0;
+            return rc;
         }
         r->depth--;
         r->p = p;
@@ -331,7 +328,7 @@ static int RDF(value_)(rd *r, const node *n)
         for (uint32_t idx = 0;; idx++) {
             tset(mt, idx);
             r->p = p;
-            int rc = RDF(value_)(r, n);
+            int rc = RDF(value_)(r, n, 0);
             if (rc < 0)
                 return rc;
             p = RDF(ws_)(r->p, end);
@@ -383,8 +380,10 @@ static int RDF(value_)(rd *r, const node *n)
     }
 }
 
-/* Members of an object for trie node n; r->p just after '{'. */
-static int RDF(object_)(rd *r, const node *n)
+/* Members of an object for trie node n; r->p just after '{'.  Returns 1
+ * (trusting mode) when every needed member was seen and `last` says nothing
+ * after this object matters either: the caller stops reading. */
+static int RDF(object_)(rd *r, const node *n, int last)
 {
     eb_matcher *mt = r->mt;
     const unsigned char *p = r->p, *end = r->end;
@@ -436,7 +435,16 @@ static int RDF(object_)(rd *r, const node *n)
         r->p = p;
         int rc;
         if (child) {
-            rc = RDF(value_)(r, child);
+#if RD_V
+            rc = RDF(value_)(r, child, 0);
+#else
+            int child_last = last && eidx < 64 && (seen | ((uint64_t)1 << eidx)) == all;
+            rc = RDF(value_)(r, child, child_last);
+            if (rc)
+                return rc; /* error, or stop */
+            if (child_last)
+                return 1;
+#endif
             if (rc < 0)
                 return rc;
         } else {
@@ -450,7 +458,7 @@ static int RDF(object_)(rd *r, const node *n)
             seen |= (uint64_t)1 << eidx;
             if (seen == all) {
                 /* every needed member seen: the rest cannot matter */
-                if (r->depth == 1) /* the event's top-level object */
+                if (last)
                     return 1;
                 r->p = p;
                 rc = RDF(skip_rest_)(r);
@@ -460,6 +468,7 @@ static int RDF(object_)(rd *r, const node *n)
 #else
         (void)seen;
         (void)eidx;
+        (void)last;
 #endif
         if (p >= end)
             return RDF(fail_)(r, p, "unexpected end of input in object");
