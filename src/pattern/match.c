@@ -140,6 +140,105 @@ static inline const unsigned char *find_struct(const unsigned char *p, const uns
     return p;
 }
 
+/* Trusting-mode skip of container contents.  p is just inside a container
+ * (after its '{' or '['), `depth` levels still open (>= 1).  Returns the
+ * position just after the closing bracket that brings depth to 0, or NULL
+ * (end of input, or nesting beyond `room` more levels).  Blocks of 16 bytes
+ * without backslashes are handled with bit tricks: the quote mask's prefix
+ * XOR marks string interiors, so brackets inside strings are ignored. */
+static const unsigned char *skip_container(const unsigned char *p, const unsigned char *end, unsigned depth,
+                                           unsigned room)
+{
+    unsigned in_str = 0, esc = 0, opened = 0;
+#ifdef __SSE2__
+    const __m128i q = _mm_set1_epi8('"'), b = _mm_set1_epi8('\\'), o = _mm_set1_epi8('{'), c = _mm_set1_epi8('}'),
+                  lower = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned bs = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, b));
+        if (bs || esc) {
+            /* scalar over this block */
+            for (int i = 0; i < 16; i++) {
+                unsigned char ch = p[i];
+                if (esc) {
+                    esc = 0;
+                } else if (in_str) {
+                    if (ch == '\\')
+                        esc = 1;
+                    else if (ch == '"')
+                        in_str = 0;
+                } else if (ch == '"') {
+                    in_str = 1;
+                } else if (ch == '{' || ch == '[') {
+                    depth++;
+                    if (++opened > room)
+                        return NULL;
+                } else if (ch == '}' || ch == ']') {
+                    if (opened)
+                        opened--;
+                    if (--depth == 0)
+                        return p + i + 1;
+                }
+            }
+            p += 16;
+            continue;
+        }
+        unsigned qm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, q));
+        unsigned strmask = qm;
+        strmask ^= strmask << 1;
+        strmask ^= strmask << 2;
+        strmask ^= strmask << 4;
+        strmask ^= strmask << 8;
+        strmask &= 0xFFFF;
+        if (in_str)
+            strmask ^= 0xFFFF;
+        in_str = (in_str ^ (unsigned)__builtin_parity(qm)) & 1;
+        __m128i xl = _mm_or_si128(x, lower);
+        unsigned op = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(xl, o)) & ~strmask;
+        unsigned cl = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(xl, c)) & ~strmask;
+        unsigned all = op | cl;
+        while (all) {
+            unsigned i = (unsigned)__builtin_ctz(all);
+            all &= all - 1;
+            if (op & (1u << i)) {
+                depth++;
+                if (++opened > room)
+                    return NULL;
+            } else {
+                if (opened)
+                    opened--;
+                if (--depth == 0)
+                    return p + i + 1;
+            }
+        }
+        p += 16;
+    }
+#endif
+    for (; p < end; p++) {
+        unsigned char ch = *p;
+        if (esc) {
+            esc = 0;
+        } else if (in_str) {
+            if (ch == '\\')
+                esc = 1;
+            else if (ch == '"')
+                in_str = 0;
+        } else if (ch == '"') {
+            in_str = 1;
+        } else if (ch == '{' || ch == '[') {
+            depth++;
+            if (++opened > room)
+                return NULL;
+        } else if (ch == '}' || ch == ']') {
+            if (opened)
+                opened--;
+            if (--depth == 0)
+                return p + 1;
+        }
+    }
+    return NULL;
+}
+
 /* ---- scratch growth ------------------------------------------------------------ */
 static int grow(void **buf, size_t *cap, size_t need, size_t isz)
 {
@@ -313,6 +412,34 @@ static inline const node *node_child_idx(const node *n, const char *seg, size_t 
             *idx = k;
             return e->child;
         }
+    }
+}
+
+/* The node reached by an event key that contains dots ("a.b" walks a then
+ * b), or NULL.  Cheap for the common miss: with few edges, the key can only
+ * lead somewhere if it starts with an edge's segment followed by a dot. */
+static const node *dotted_child(const node *n, const unsigned char *k, size_t klen)
+{
+    if (n->nedges <= 8) {
+        int may = 0;
+        for (uint32_t i = 0; i < n->nedges && !may; i++) {
+            const node_edge *e = &n->edges[i];
+            may = klen > e->len && k[e->len] == '.' && !memcmp(k, e->seg, e->len);
+        }
+        if (!may)
+            return NULL;
+    } else if (!memchr(k, '.', klen)) {
+        return NULL;
+    }
+    const node *child = n;
+    const unsigned char *s = k, *kend = k + klen;
+    for (;;) {
+        const unsigned char *d = memchr(s, '.', (size_t)(kend - s));
+        size_t sl = d ? (size_t)(d - s) : (size_t)(kend - s);
+        child = node_child(child, (const char *)s, sl);
+        if (!child || !d)
+            return child;
+        s = d + 1;
     }
 }
 

@@ -217,56 +217,25 @@ static int RDF(skip_)(rd *r)
         r->p = p;
         return 0;
     }
-    unsigned depth = r->depth;
-    for (;;) {
-        p = find_struct(p, end);
-        if (p >= end)
-            return RDF(fail_)(r, p, "unexpected end of input");
-        c = *p++;
-        if (c == '"') {
-            int esc;
-            p = RDF(str_end_)(r, p, &esc);
-            if (!p)
-                return -1;
-            p++;
-        } else if (c == '{' || c == '[') {
-            if (++depth > r->mt->max_depth)
-                return RDF(fail_)(r, p - 1, "nesting depth exceeds the limit");
-        } else { /* '}' or ']' */
-            if (--depth == r->depth) {
-                r->p = p;
-                return 0;
-            }
-        }
-    }
+    unsigned room = r->mt->max_depth > r->depth ? r->mt->max_depth - r->depth : 0;
+    const unsigned char *q = room ? skip_container(p + 1, end, 1, room - 1) : NULL;
+    if (!q)
+        return RDF(fail_)(r, p, room ? "unterminated container or nesting depth exceeds the limit"
+                                     : "nesting depth exceeds the limit");
+    r->p = q;
+    return 0;
 }
 
 /* Skip the rest of an object whose members are no longer needed: r->p is
  * just after a member value; leaves r->p after the closing '}'. */
 static int RDF(skip_rest_)(rd *r)
 {
-    const unsigned char *p = r->p, *end = r->end;
-    unsigned depth = 1;
-    for (;;) {
-        p = find_struct(p, end);
-        if (p >= end)
-            return RDF(fail_)(r, p, "unexpected end of input");
-        unsigned char c = *p++;
-        if (c == '"') {
-            int esc;
-            p = RDF(str_end_)(r, p, &esc);
-            if (!p)
-                return -1;
-            p++;
-        } else if (c == '{' || c == '[') {
-            depth++;
-            if (r->depth + depth > r->mt->max_depth)
-                return RDF(fail_)(r, p - 1, "nesting depth exceeds the limit");
-        } else if (--depth == 0) {
-            r->p = p;
-            return 0;
-        }
-    }
+    unsigned room = r->mt->max_depth > r->depth ? r->mt->max_depth - r->depth : 0;
+    const unsigned char *q = skip_container(r->p, r->end, 1, room);
+    if (!q)
+        return RDF(fail_)(r, r->p, "unterminated object or nesting depth exceeds the limit");
+    r->p = q;
+    return 0;
 }
 #endif
 
@@ -414,24 +383,12 @@ static int RDF(object_)(rd *r, const node *n, int last)
         if (p >= end || *p != ':')
             return RDF(fail_)(r, p, "expected ':' after key");
         p = RDF(ws_)(p + 1, end);
-        /* find the child; a key containing dots walks several segments */
-        const node *child;
+        /* find the child; a key containing dots walks several segments
+         * (segments never contain dots, so a direct hit needs no dot check) */
         uint32_t eidx = UINT32_MAX;
-        const unsigned char *dot = klen ? memchr(k, '.', klen) : NULL;
-        if (!dot) {
-            child = node_child_idx(n, (const char *)k, klen, &eidx);
-        } else {
-            child = n;
-            const unsigned char *s = k, *kend = k + klen;
-            for (;;) {
-                const unsigned char *d = memchr(s, '.', (size_t)(kend - s));
-                size_t sl = d ? (size_t)(d - s) : (size_t)(kend - s);
-                child = node_child(child, (const char *)s, sl);
-                if (!child || !d)
-                    break;
-                s = d + 1;
-            }
-        }
+        const node *child = node_child_idx(n, (const char *)k, klen, &eidx);
+        if (!child && klen > 1)
+            child = dotted_child(n, k, klen);
         r->p = p;
         int rc;
         if (child) {
