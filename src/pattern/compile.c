@@ -224,7 +224,7 @@ static double range_bound(cctx *c)
     double d = num_value(c, &finite);
     if (!finite) {
         char msg[300];
-        snprintf(msg, sizeof msg, "Value %.*s is out of range", (int)(c->t.nlen > 200 ? 200 : c->t.nlen), c->t.num);
+        snprintf(msg, sizeof msg, "Cannot compare number : %.*s", (int)(c->t.nlen > 200 ? 200 : c->t.nlen), c->t.num);
         barf(c, msg);
     }
     return d;
@@ -404,7 +404,7 @@ static void anything_but(cctx *c, ebp_cond *k)
                 double d = num_value(c, &fin);
                 if (!fin) {
                     char msg[300];
-                    snprintf(msg, sizeof msg, "Value %.200s is out of range", jtok_text(&c->t));
+                    snprintf(msg, sizeof msg, "Cannot compare number : %.200s", jtok_text(&c->t));
                     barf(c, msg);
                 }
                 double *dp = ebp_vec_push(nums);

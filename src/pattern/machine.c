@@ -81,7 +81,8 @@ static int node_reindex(node *n)
     free(n->index);
     n->index = NULL;
     n->idx_mask = 0;
-    qsort(n->edges, n->nedges, sizeof *n->edges, edge_cmp);
+    if (n->nedges > 1)
+        qsort(n->edges, n->nedges, sizeof *n->edges, edge_cmp);
     if (n->nedges <= 8)
         return 0;
     uint32_t size = 16;
@@ -783,6 +784,15 @@ eb_status eb_machine_add(eb_machine *m, uint64_t key, const eb_pattern *p)
     }
     keyslot *ks = key_find(m, key);
     rule_rec *gone = ks->rule;
+    /* apply() may free `gone` (with the snapshot that held it): keep its ids */
+    uint32_t gone_nsub = gone ? gone->nsub : 0, gone_slot = gone ? gone->slot : 0;
+    uint32_t *gone_ids = gone ? malloc((gone_nsub ? gone_nsub : 1) * sizeof *gone_ids) : NULL;
+    if (gone && !gone_ids) {
+        pthread_mutex_unlock(&m->wlock);
+        return EB_ERR_NOMEM;
+    }
+    if (gone)
+        memcpy(gone_ids, gone->sr_ids, gone_nsub * sizeof *gone_ids);
     rule_rec *r = make_rule(m, key, p);
     if (!r) {
         st = EB_ERR_NOMEM;
@@ -791,9 +801,9 @@ eb_status eb_machine_add(eb_machine *m, uint64_t key, const eb_pattern *p)
         st = EB_ERR_NOMEM;
     } else {
         if (gone) {
-            for (uint32_t i = 0; i < gone->nsub; i++)
-                push_free(&m->free_sr, &m->nfree_sr, &m->cap_free_sr, gone->sr_ids[i]);
-            push_free(&m->free_slot, &m->nfree_slot, &m->cap_free_slot, gone->slot);
+            for (uint32_t i = 0; i < gone_nsub; i++)
+                push_free(&m->free_sr, &m->nfree_sr, &m->cap_free_sr, gone_ids[i]);
+            push_free(&m->free_slot, &m->nfree_slot, &m->cap_free_slot, gone_slot);
         } else {
             m->kcount++;
         }
@@ -801,6 +811,7 @@ eb_status eb_machine_add(eb_machine *m, uint64_t key, const eb_pattern *p)
         ks->rule = r; /* the snapshot holds the reference; the index borrows it */
         rule_release(r); /* drop make_rule's reference: snapshot tables own it now */
     }
+    free(gone_ids);
     pthread_mutex_unlock(&m->wlock);
     return st;
 }

@@ -1218,12 +1218,17 @@ static int read_event(eb_matcher *mt, const char *json, size_t len, unsigned fla
         if (!trusted && r.p < r.end) {
             /* tell "not JSON" from "not an object" */
             rd r2 = r;
-            if (skip_v(&r2) == 0 && ws_v(r2.p, r2.end) == r2.end) {
-                mt->err = "event is not a JSON object";
-                mt->err_off = 0;
-                return -1;
+            if (skip_v(&r2) == 0) {
+                const unsigned char *p = ws_v(r2.p, r2.end);
+                if (p == r2.end) {
+                    mt->err = "event is not a JSON object";
+                    mt->err_off = 0;
+                } else {
+                    mt->err = "unexpected data after the JSON value";
+                    mt->err_off = (size_t)(p - r.start);
+                }
             }
-            return -1;
+            return -1; /* skip_v set the error otherwise */
         }
         mt->err = r.p >= r.end ? "empty event" : "event is not a JSON object";
         mt->err_off = (size_t)(r.p - r.start);
@@ -1312,7 +1317,8 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
         uint64_t *saved = malloc((nout ? nout : 1) * sizeof *saved);
         if (!saved)
             return set_err(mt, err, EB_ERR_NOMEM);
-        memcpy(saved, mt->out, nout * sizeof *saved);
+        if (nout)
+            memcpy(saved, mt->out, nout * sizeof *saved);
         next_epoch(mt);
         mt->record = 1;
         int rc = read_event(mt, json, len, flags);
@@ -1339,8 +1345,13 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
             if (done)
                 continue;
             const sr_state *st = &mt->srs[sr];
-            if (st->epoch == mt->epoch && dp_check(mt, S, st))
-                mt->out[mt->nout++] = S->rule->key; /* capacity: at most one per rule, reserved below */
+            if (st->epoch == mt->epoch && dp_check(mt, S, st)) {
+                if (mt->nout == mt->out_cap &&
+                    grow((void **)&mt->out, &mt->out_cap, mt->nout + 1, sizeof *mt->out))
+                    mt->oom = 1;
+                else
+                    mt->out[mt->nout++] = S->rule->key;
+            }
         }
     }
     if (mt->oom)

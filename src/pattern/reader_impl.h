@@ -283,38 +283,46 @@ static int RDF(value_)(rd *r, const node *n, int last)
         r->p = p;
         return RDF(skip_)(r);
     case '[': {
+        /* Arrays nested in arrays are handled here with a loop, not by
+         * recursion, so deep [[[...]]] costs no stack. */
+        const unsigned base = r->depth;
+    open:
         if (++r->depth > mt->max_depth)
             return RDF(fail_)(r, p, "nesting depth exceeds the limit");
         if (tpush(mt))
             return RDF(fail_)(r, p, "out of memory");
         p = RDF(ws_)(p + 1, end);
-        if (p < end && *p == ']') {
-            r->p = p + 1;
-            tpop(mt);
-            r->depth--;
-            return 0;
-        }
-        for (uint32_t idx = 0;; idx++) {
-            tset(mt, idx);
-            r->p = p;
+        if (p < end && *p == ']')
+            goto close;
+    element:
+        if (p < end && *p == '[')
+            goto open;
+        r->p = p;
+        {
             int rc = RDF(value_)(r, n, 0);
             if (rc < 0)
                 return rc;
-            p = RDF(ws_)(r->p, end);
-            if (p >= end)
-                return RDF(fail_)(r, p, "unexpected end of input in array");
-            if (*p == ',') {
-                p = RDF(ws_)(p + 1, end);
-                continue;
-            }
-            if (*p == ']') {
-                r->p = p + 1;
-                tpop(mt);
-                r->depth--;
-                return 0;
-            }
-            return RDF(fail_)(r, p, "expected ',' or ']' in array");
         }
+        p = RDF(ws_)(r->p, end);
+    after:
+        if (p >= end)
+            return RDF(fail_)(r, p, "unexpected end of input in array");
+        if (*p == ',') {
+            tset(mt, mt->tstack[2 * mt->tdepth - 1] + 1);
+            p = RDF(ws_)(p + 1, end);
+            goto element;
+        }
+        if (*p != ']')
+            return RDF(fail_)(r, p, "expected ',' or ']' in array");
+    close:
+        tpop(mt);
+        r->depth--;
+        p = RDF(ws_)(p + 1, end);
+        if (r->depth == base) {
+            r->p = p;
+            return 0;
+        }
+        goto after;
     }
     case 't':
     case 'f':

@@ -42,7 +42,8 @@ static tlist add_targets(builder *b, const ebp_target *ts, size_t n)
         b->oom = 1;
         return (tlist){0, 0};
     }
-    memcpy((ebp_target *)b->targets.items + b->targets.len, ts, n * sizeof *ts);
+    if (n)
+        memcpy((ebp_target *)b->targets.items + b->targets.len, ts, n * sizeof *ts);
     b->targets.len += n;
     return l;
 }
@@ -71,7 +72,7 @@ static void hmap_build(builder *b, hmap *h, kv *items, size_t n, ebp_vec *keybuf
     h->count = 0;
     if (!n)
         return;
-    qsort(items, n, sizeof *items, kv_cmp);
+    qsort(items, n, sizeof *items, kv_cmp); /* n > 0 here */
     size_t distinct = 0;
     for (size_t i = 0; i < n; i++)
         if (!i || kv_cmp(&items[i - 1], &items[i]))
@@ -400,7 +401,8 @@ vm *ebp_vm_build(const ebp_pred *preds, uint32_t npreds)
         free(v);
         return NULL;
     }
-    memcpy(v->preds, preds, npreds * sizeof *preds);
+    if (npreds)
+        memcpy(v->preds, preds, npreds * sizeof *preds);
     v->npreds = npreds;
 
     builder b = {.v = v};
