@@ -49,7 +49,7 @@ void *ebp_arena_alloc(ebp_arena *a, size_t n)
     n = (n + 15) & ~(size_t)15;
     ebp_arena_chunk *c = a->head;
     if (!c || c->cap - c->used < n) {
-        size_t cap = c ? c->cap * 2 : 4096;
+        size_t cap = c ? c->cap * 2 : 256;
         if (cap > (size_t)1 << 22)
             cap = (size_t)1 << 22;
         if (cap < n)

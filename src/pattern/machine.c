@@ -1,24 +1,39 @@
 /* Machines and snapshots: adding and removing rules by building a new
- * immutable snapshot that shares everything unchanged with the previous one. */
+ * immutable snapshot that shares everything unchanged with the previous one.
+ *
+ * Writer-side bookkeeping (not visible to matchers) lives in the machine:
+ * a registry of paths and of predicates (distinct conditions per path, with
+ * the sub-rules each is the access predicate for), and free lists of ids. */
 #include "machine.h"
 
 #include <stdlib.h>
 
-/* ---- reference counting helpers -------------------------------------------- */
 static void incref(int *r) { __atomic_add_fetch(r, 1, __ATOMIC_RELAXED); }
 static int decref(int *r) { return __atomic_sub_fetch(r, 1, __ATOMIC_ACQ_REL) == 0; }
 
 /* ---- rules ----------------------------------------------------------------- */
-static void rule_release(rule_rec *r)
+static void rule_free(rule_rec *r)
 {
-    if (!r || !decref(&r->refs))
-        return;
-    for (uint32_t i = 0; i < r->nsub; i++)
-        free(r->kinds[i]);
-    free(r->kinds);
+    if (r->fields)
+        for (uint32_t i = 0; i < r->nsub; i++) {
+            if (!r->fields[i])
+                continue;
+            for (size_t j = 0; j < r->pat->subs[i].nfields; j++)
+                free(r->fields[i][j].preds);
+            free(r->fields[i]);
+        }
+    free(r->fields);
     free(r->sr_ids);
+    free(r->sr_gens);
+    free(r->access);
     eb_pattern_free((eb_pattern *)r->pat);
     free(r);
+}
+
+static void rule_release(rule_rec *r)
+{
+    if (r && decref(&r->refs))
+        rule_free(r);
 }
 
 static void sr_chunk_release(sr_chunk *c)
@@ -65,6 +80,7 @@ static node *node_alloc(const char *seg, size_t len)
     memcpy(nn->name, seg, len);
     nn->name[len] = 0;
     nn->n.refs = 1;
+    nn->n.path_id = UINT32_MAX;
     return &nn->n;
 }
 
@@ -125,6 +141,7 @@ static node *node_clone(const node *n, const char *seg, size_t len)
         c->vm = n->vm;
         incref(&c->vm->refs);
     }
+    c->path_id = n->path_id;
     if (node_reindex(c)) {
         ebp_node_release(c);
         return NULL;
@@ -137,7 +154,7 @@ static node *node_clone(const node *n, const char *seg, size_t len)
  * new node (NULL with *empty=1 when the subtree became empty), NULL with
  * *empty=0 on out-of-memory. */
 static node *node_set(const node *n, const char *seg, size_t seglen, const char *path, size_t plen, vm *v,
-                      int *empty)
+                      uint32_t path_id, int *empty)
 {
     *empty = 0;
     node *c = node_clone(n, seg, seglen);
@@ -149,6 +166,7 @@ static node *node_set(const node *n, const char *seg, size_t seglen, const char 
         c->vm = v;
         if (v)
             incref(&v->refs);
+        c->path_id = path_id;
     } else {
         const char *dot = memchr(path, '.', plen);
         size_t sl = dot ? (size_t)(dot - path) : plen;
@@ -159,7 +177,8 @@ static node *node_set(const node *n, const char *seg, size_t seglen, const char 
             if (c->edges[i].len == sl && !memcmp(c->edges[i].seg, path, sl))
                 at = i;
         int child_empty;
-        node *nc = node_set(at == UINT32_MAX ? NULL : c->edges[at].child, path, sl, rest, rl, v, &child_empty);
+        node *nc =
+            node_set(at == UINT32_MAX ? NULL : c->edges[at].child, path, sl, rest, rl, v, path_id, &child_empty);
         if (!nc && !child_empty) {
             ebp_node_release(c);
             return NULL;
@@ -191,7 +210,7 @@ static node *node_set(const node *n, const char *seg, size_t seglen, const char 
             return NULL;
         }
     }
-    if (!c->vm && !c->nedges) {
+    if (!c->vm && c->path_id == UINT32_MAX && !c->nedges) {
         ebp_node_release(c);
         *empty = 1;
         return NULL;
@@ -199,20 +218,7 @@ static node *node_set(const node *n, const char *seg, size_t seglen, const char 
     return c;
 }
 
-static const node *node_find(const node *n, const char *path, size_t plen)
-{
-    while (n) {
-        const char *dot = memchr(path, '.', plen);
-        size_t sl = dot ? (size_t)(dot - path) : plen;
-        n = node_child(n, path, sl);
-        if (!dot)
-            return n;
-        path = dot + 1;
-        plen -= sl + 1;
-    }
-    return NULL;
-}
-
+/* ---- snapshots ------------------------------------------------------------------- */
 /* ---- snapshots ------------------------------------------------------------------- */
 
 void eb_snapshot_release(eb_snapshot *s)
@@ -255,20 +261,49 @@ size_t eb_snapshot_memory(const eb_snapshot *s)
             const rule_rec *r = s->rules[c]->items[i];
             if (!r)
                 continue;
-            m += sizeof *r + r->nsub * (sizeof(uint32_t) + sizeof(void *));
+            m += sizeof *r + r->nsub * (2 * sizeof(uint32_t) + sizeof(uint16_t) + sizeof(void *));
             for (uint32_t k = 0; k < r->nsub; k++)
-                m += r->pat->subs[k].nfields;
+                for (size_t j = 0; j < r->pat->subs[k].nfields; j++)
+                    m += sizeof(field_rec) + r->fields[k][j].npreds * sizeof(uint32_t);
             m += r->pat->arena.total + sizeof *r->pat;
         }
     return m;
 }
 
-/* ---- machine ------------------------------------------------------------------- */
+/* ---- the writer's registry ------------------------------------------------------- */
+
+typedef struct pred_rec {
+    uint32_t id;
+    uint32_t refs;                /* fields using this predicate */
+    const ebp_cond *cond;         /* representative condition ... */
+    const struct eb_pattern *pat; /* ... and its pattern (referenced) */
+    ebp_target *acc;              /* sub-rules this is the access predicate for */
+    uint32_t nacc, cap;
+    char *key; /* canonical form of the condition */
+    uint32_t klen;
+} pred_rec;
+
+typedef struct path_rec {
+    char *path;
+    uint32_t plen;
+    uint32_t id;
+    uint32_t refs; /* fields at this path */
+    pred_rec **preds;
+    uint32_t npreds, cap;
+    uint32_t *pidx; /* hash index over preds by key (size pmask+1), UINT32_MAX empty */
+    uint32_t pmask;
+    int dirty;
+} path_rec;
 
 typedef struct {
     uint64_t key;
     rule_rec *rule; /* NULL = empty */
 } keyslot;
+
+typedef struct {
+    uint32_t *v;
+    uint32_t n, cap;
+} idlist;
 
 struct eb_machine {
     pthread_mutex_t wlock; /* writers */
@@ -276,9 +311,325 @@ struct eb_machine {
     eb_snapshot *cur;
     keyslot *keys;
     uint32_t kmask, kcount;
-    uint32_t *free_sr, nfree_sr, cap_free_sr, next_sr;
-    uint32_t *free_slot, nfree_slot, cap_free_slot, next_slot;
+    path_rec **paths; /* open addressing by path string */
+    uint32_t pmask, npaths;
+    idlist free_sr, free_slot, free_pred, free_path;
+    uint32_t next_sr, next_slot, next_pred, next_path;
+    uint32_t *sr_gen; /* current generation per sub-rule id */
+    uint32_t sr_gen_cap;
 };
+
+static int id_push(idlist *l, uint32_t v)
+{
+    if (l->n == l->cap) {
+        uint32_t nc = l->cap ? l->cap * 2 : 64;
+        uint32_t *nv = realloc(l->v, nc * sizeof *nv);
+        if (!nv)
+            return -1;
+        l->v = nv;
+        l->cap = nc;
+    }
+    l->v[l->n++] = v;
+    return 0;
+}
+
+static uint32_t id_take(idlist *l, uint32_t *next) { return l->n ? l->v[--l->n] : (*next)++; }
+
+/* canonical bytes of a condition (the predicate's identity at its path) */
+static char *cond_key(const ebp_cond *c, uint32_t *len)
+{
+    size_t n = 1 + 64 + c->s.n;
+    for (size_t i = 0; i < c->nv; i++)
+        n += 8 + (c->vs ? c->vs[i].n : 0);
+    char *k = malloc(n);
+    if (!k)
+        return NULL;
+    size_t o = 0;
+    ebp_cond_kind kind = c->kind;
+    if (kind == EBP_C_WILDCARD && !ebp_glob_has_star(c->glob))
+        kind = EBP_C_STR; /* a wildcard without a star is an exact string */
+    k[o++] = (char)kind;
+#define PUT(p, sz)                 \
+    do {                           \
+        memcpy(k + o, (p), (sz));  \
+        o += (sz);                 \
+    } while (0)
+    switch (kind) {
+    case EBP_C_STR:
+        if (c->kind == EBP_C_WILDCARD) {
+            const unsigned char *pre;
+            size_t np = ebp_glob_prefix(c->glob, &pre);
+            PUT(pre, np);
+        } else {
+            PUT(c->s.s, c->s.n);
+        }
+        break;
+    case EBP_C_IP:
+        PUT(&c->ip.family, 1);
+        PUT(c->ip.addr, 16);
+        break;
+    case EBP_C_NUM:
+        if (c->finite) {
+            double d = c->d == 0 ? 0 : c->d;
+            k[o++] = 'N';
+            PUT(&d, sizeof d);
+        } else {
+            k[o++] = 'T';
+            PUT(c->s.s, c->s.n);
+        }
+        break;
+    case EBP_C_RANGE: {
+        unsigned char f[4] = {c->has_lo, c->has_hi, c->lo_open, c->hi_open};
+        PUT(f, 4);
+        double lo = c->has_lo ? c->lo : 0, hi = c->has_hi ? c->hi : 0;
+        PUT(&lo, sizeof lo);
+        PUT(&hi, sizeof hi);
+        break;
+    }
+    case EBP_C_CIDR:
+        PUT(&c->cidr.family, 1);
+        PUT(c->cidr.lo, 16);
+        PUT(c->cidr.hi, 16);
+        break;
+    case EBP_C_AB_NUM:
+        for (size_t i = 0; i < c->nv; i++) {
+            double d = c->ds[i] == 0 ? 0 : c->ds[i];
+            PUT(&d, sizeof d);
+        }
+        break;
+    case EBP_C_AB_STR:
+    case EBP_C_AB_EIC:
+    case EBP_C_AB_PREFIX:
+    case EBP_C_AB_SUFFIX:
+    case EBP_C_AB_WILDCARD:
+        for (size_t i = 0; i < c->nv; i++) {
+            uint32_t l = (uint32_t)c->vs[i].n;
+            PUT(&l, sizeof l);
+            PUT(c->vs[i].s, l);
+        }
+        break;
+    default: /* prefix, suffix, EIC forms, wildcard: the string; true/false/null/exists: nothing */
+        PUT(c->s.s, c->s.n);
+        break;
+    }
+#undef PUT
+    *len = (uint32_t)o;
+    return k;
+}
+
+static uint32_t path_hash_slot(const eb_machine *m, const char *p, size_t n)
+{
+    return (uint32_t)ebp_hash_bytes(p, n, 7) & m->pmask;
+}
+
+static path_rec **path_lookup(eb_machine *m, const char *p, size_t n)
+{
+    for (uint32_t i = path_hash_slot(m, p, n);; i = (i + 1) & m->pmask) {
+        path_rec *r = m->paths[i];
+        if (!r || (r->plen == n && !memcmp(r->path, p, n)))
+            return &m->paths[i];
+    }
+}
+
+static int paths_grow(eb_machine *m)
+{
+    uint32_t nsize = (m->pmask + 1) * 2;
+    path_rec **np = calloc(nsize, sizeof *np), **old = m->paths;
+    if (!np)
+        return -1;
+    uint32_t osize = m->pmask + 1;
+    m->paths = np;
+    m->pmask = nsize - 1;
+    for (uint32_t i = 0; i < osize; i++)
+        if (old[i])
+            *path_lookup(m, old[i]->path, old[i]->plen) = old[i];
+    free(old);
+    return 0;
+}
+
+static void paths_delete(eb_machine *m, path_rec **slot)
+{
+    uint32_t i = (uint32_t)(slot - m->paths);
+    m->paths[i] = NULL;
+    for (uint32_t j = (i + 1) & m->pmask; m->paths[j]; j = (j + 1) & m->pmask) {
+        uint32_t home = path_hash_slot(m, m->paths[j]->path, m->paths[j]->plen);
+        int in_range = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!in_range) {
+            m->paths[i] = m->paths[j];
+            m->paths[j] = NULL;
+            i = j;
+        }
+    }
+    m->npaths--;
+}
+
+static path_rec *path_get(eb_machine *m, const char *p, size_t n)
+{
+    if ((m->npaths + 1) * 2 > m->pmask + 1 && paths_grow(m))
+        return NULL;
+    path_rec **slot = path_lookup(m, p, n);
+    if (*slot)
+        return *slot;
+    path_rec *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->path = malloc(n + 1);
+    if (!r->path) {
+        free(r);
+        return NULL;
+    }
+    memcpy(r->path, p, n);
+    r->path[n] = 0;
+    r->plen = (uint32_t)n;
+    r->id = id_take(&m->free_path, &m->next_path);
+    *slot = r;
+    m->npaths++;
+    return r;
+}
+
+static pred_rec **pred_slot(path_rec *pr, const char *key, uint32_t klen, uint32_t *hslot)
+{
+    if (!pr->pidx) {
+        for (uint32_t i = 0; i < pr->npreds; i++)
+            if (pr->preds[i]->klen == klen && !memcmp(pr->preds[i]->key, key, klen))
+                return &pr->preds[i];
+        return NULL;
+    }
+    for (uint32_t i = (uint32_t)ebp_hash_bytes(key, klen, 3) & pr->pmask;; i = (i + 1) & pr->pmask) {
+        uint32_t k = pr->pidx[i];
+        if (k == UINT32_MAX) {
+            *hslot = i;
+            return NULL;
+        }
+        if (pr->preds[k]->klen == klen && !memcmp(pr->preds[k]->key, key, klen))
+            return &pr->preds[k];
+    }
+}
+
+static int path_reindex(path_rec *pr)
+{
+    free(pr->pidx);
+    pr->pidx = NULL;
+    if (pr->npreds <= 16)
+        return 0;
+    uint32_t size = 64;
+    while (size < pr->npreds * 2)
+        size *= 2;
+    pr->pidx = malloc(size * sizeof *pr->pidx);
+    if (!pr->pidx)
+        return -1;
+    memset(pr->pidx, 0xff, size * sizeof *pr->pidx);
+    pr->pmask = size - 1;
+    for (uint32_t k = 0; k < pr->npreds; k++) {
+        uint32_t i = (uint32_t)ebp_hash_bytes(pr->preds[k]->key, pr->preds[k]->klen, 3) & pr->pmask;
+        while (pr->pidx[i] != UINT32_MAX)
+            i = (i + 1) & pr->pmask;
+        pr->pidx[i] = k;
+    }
+    return 0;
+}
+
+/* The predicate for condition c at path pr, created if new; refs++. */
+static pred_rec *pred_get(eb_machine *m, path_rec *pr, const ebp_cond *c, const struct eb_pattern *pat)
+{
+    uint32_t klen, hslot = 0;
+    char *key = cond_key(c, &klen);
+    if (!key)
+        return NULL;
+    pred_rec **slot = pred_slot(pr, key, klen, &hslot);
+    if (slot) {
+        free(key);
+        (*slot)->refs++;
+        return *slot;
+    }
+    pred_rec *p = calloc(1, sizeof *p);
+    if (!p) {
+        free(key);
+        return NULL;
+    }
+    if (pr->npreds == pr->cap) {
+        uint32_t nc = pr->cap ? pr->cap * 2 : 4;
+        pred_rec **np = realloc(pr->preds, nc * sizeof *np);
+        if (!np) {
+            free(key);
+            free(p);
+            return NULL;
+        }
+        pr->preds = np;
+        pr->cap = nc;
+    }
+    p->id = id_take(&m->free_pred, &m->next_pred);
+    p->refs = 1;
+    p->cond = c;
+    p->pat = pat;
+    ebp_pattern_ref(pat);
+    p->key = key;
+    p->klen = klen;
+    pr->preds[pr->npreds++] = p;
+    if (pr->pidx && (pr->npreds * 2 <= pr->pmask + 1)) {
+        pr->pidx[hslot] = pr->npreds - 1;
+    } else if (path_reindex(pr)) {
+        /* index optional for correctness only when small; retry later */
+        free(pr->pidx);
+        pr->pidx = NULL;
+    }
+    return p;
+}
+
+static void pred_free(pred_rec *p)
+{
+    eb_pattern_free((eb_pattern *)p->pat);
+    free(p->acc);
+    free(p->key);
+    free(p);
+}
+
+/* Drop dead predicates of a path (refs == 0) and give their ids back. */
+static void path_compact(eb_machine *m, path_rec *pr)
+{
+    uint32_t j = 0;
+    int changed = 0;
+    for (uint32_t i = 0; i < pr->npreds; i++) {
+        pred_rec *p = pr->preds[i];
+        if (p->refs) {
+            pr->preds[j++] = p;
+        } else {
+            id_push(&m->free_pred, p->id);
+            pred_free(p);
+            changed = 1;
+        }
+    }
+    pr->npreds = j;
+    if (changed && path_reindex(pr)) {
+        free(pr->pidx);
+        pr->pidx = NULL;
+    }
+}
+
+static int acc_add(pred_rec *p, ebp_target t)
+{
+    if (p->nacc == p->cap) {
+        uint32_t nc = p->cap ? p->cap * 2 : 2;
+        ebp_target *na = realloc(p->acc, nc * sizeof *na);
+        if (!na)
+            return -1;
+        p->acc = na;
+        p->cap = nc;
+    }
+    p->acc[p->nacc++] = t;
+    return 0;
+}
+
+static void acc_remove(pred_rec *p, uint32_t sr)
+{
+    for (uint32_t i = 0; i < p->nacc; i++)
+        if (p->acc[i].sr == sr) {
+            p->acc[i] = p->acc[--p->nacc];
+            return;
+        }
+}
+
+/* ---- machine ------------------------------------------------------------------------ */
 
 static eb_snapshot *empty_snapshot(void)
 {
@@ -296,9 +647,12 @@ eb_machine *eb_machine_new(void)
     m->cur = empty_snapshot();
     m->kmask = 63;
     m->keys = calloc(64, sizeof *m->keys);
-    if (!m->cur || !m->keys) {
+    m->pmask = 63;
+    m->paths = calloc(64, sizeof *m->paths);
+    if (!m->cur || !m->keys || !m->paths) {
         free(m->cur);
         free(m->keys);
+        free(m->paths);
         free(m);
         return NULL;
     }
@@ -312,9 +666,24 @@ void eb_machine_free(eb_machine *m)
     if (!m)
         return;
     eb_snapshot_release(m->cur);
+    for (uint32_t i = 0; i <= m->pmask; i++) {
+        path_rec *pr = m->paths[i];
+        if (!pr)
+            continue;
+        for (uint32_t k = 0; k < pr->npreds; k++)
+            pred_free(pr->preds[k]);
+        free(pr->preds);
+        free(pr->pidx);
+        free(pr->path);
+        free(pr);
+    }
+    free(m->paths);
     free(m->keys);
-    free(m->free_sr);
-    free(m->free_slot);
+    free(m->free_sr.v);
+    free(m->free_slot.v);
+    free(m->free_pred.v);
+    free(m->free_path.v);
+    free(m->sr_gen);
     pthread_mutex_destroy(&m->wlock);
     pthread_mutex_destroy(&m->slock);
     free(m);
@@ -356,12 +725,10 @@ static int key_grow(eb_machine *m)
 
 static void key_delete(eb_machine *m, keyslot *ks)
 {
-    /* backward-shift deletion for linear probing */
     uint32_t i = (uint32_t)(ks - m->keys);
     m->keys[i].rule = NULL;
     for (uint32_t j = (i + 1) & m->kmask; m->keys[j].rule; j = (j + 1) & m->kmask) {
         uint32_t home = (uint32_t)ebp_hash_u64(m->keys[j].key) & m->kmask;
-        /* can the entry at j move to i? yes if home is not in (i, j] cyclically */
         int in_range = i <= j ? (home > i && home <= j) : (home > i || home <= j);
         if (!in_range) {
             m->keys[i] = m->keys[j];
@@ -372,32 +739,221 @@ static void key_delete(eb_machine *m, keyslot *ks)
     m->kcount--;
 }
 
-static int push_free(uint32_t **arr, uint32_t *n, uint32_t *cap, uint32_t v)
+/* ---- rule bookkeeping ------------------------------------------------------------------ */
+
+static unsigned char field_kind(const ebp_field *f)
 {
-    if (*n == *cap) {
-        uint32_t nc = *cap ? *cap * 2 : 64;
-        uint32_t *na = realloc(*arr, nc * sizeof *na);
-        if (!na)
-            return -1;
-        *arr = na;
-        *cap = nc;
+    int neg = 0, pos = 0;
+    for (size_t i = 0; i < f->ncond; i++) {
+        if (f->conds[i].kind == EBP_C_ABSENT)
+            neg = 1;
+        else
+            pos = 1;
     }
-    (*arr)[(*n)++] = v;
+    return neg ? (pos ? FK_MIX : FK_NEG) : FK_POS;
+}
+
+static double kind_weight(ebp_cond_kind k)
+{
+    switch (k) {
+    case EBP_C_STR:
+    case EBP_C_IP:
+    case EBP_C_NUM:
+    case EBP_C_EIC: return 1;
+    case EBP_C_PREFIX:
+    case EBP_C_SUFFIX:
+    case EBP_C_PREFIX_EIC:
+    case EBP_C_SUFFIX_EIC:
+    case EBP_C_WILDCARD:
+    case EBP_C_RANGE:
+    case EBP_C_CIDR: return 8;
+    case EBP_C_TRUE:
+    case EBP_C_FALSE:
+    case EBP_C_NULL: return 32;
+    default: return 256; /* exists, anything-but: satisfied by most values */
+    }
+}
+
+/* Pick the access field of sub-rule i: the positive field whose conditions
+ * look most selective (exact values on paths with many distinct values,
+ * shared by few other sub-rules as their access). */
+static uint16_t choose_access(const rule_rec *r, uint32_t i, path_rec *const *prs)
+{
+    const ebp_sub *sub = &r->pat->subs[i];
+    double best = 0;
+    uint16_t bi = 0;
+    int have = 0;
+    for (size_t j = 0; j < sub->nfields; j++) {
+        const field_rec *f = &r->fields[i][j];
+        if (f->kind != FK_POS)
+            continue;
+        const ebp_field *ef = sub->fields[j];
+        double cost = 0;
+        for (size_t k = 0; k < ef->ncond; k++)
+            cost += kind_weight(ef->conds[k].kind);
+        /* sharing: existing access targets on these predicates */
+        double share = 0;
+        const path_rec *pr = prs[j];
+        for (uint32_t k = 0; k < f->npreds; k++)
+            for (uint32_t q = 0; q < pr->npreds; q++)
+                if (pr->preds[q]->id == f->preds[k]) {
+                    share += pr->preds[q]->nacc;
+                    break;
+                }
+        cost *= (1 + share) / (1.0 + (double)pr->npreds);
+        if (!have || cost < best) {
+            best = cost;
+            bi = (uint16_t)j;
+            have = 1;
+        }
+    }
+    return bi;
+}
+
+static pred_rec *pred_by_id(path_rec *pr, uint32_t id)
+{
+    for (uint32_t q = 0; q < pr->npreds; q++)
+        if (pr->preds[q]->id == id)
+            return pr->preds[q];
+    return NULL;
+}
+
+/* Register an added rule: ids, paths, predicates, access targets. */
+static int rule_register(eb_machine *m, rule_rec *r)
+{
+    const struct eb_pattern *p = r->pat;
+    for (uint32_t i = 0; i < r->nsub; i++) {
+        const ebp_sub *sub = &p->subs[i];
+        field_rec *fr = calloc(sub->nfields ? sub->nfields : 1, sizeof *fr);
+        path_rec **prs = calloc(sub->nfields ? sub->nfields : 1, sizeof *prs);
+        if (!fr || !prs) {
+            free(fr);
+            free(prs);
+            return -1;
+        }
+        r->fields[i] = fr;
+        uint32_t sr = id_take(&m->free_sr, &m->next_sr);
+        if (sr >= m->sr_gen_cap) {
+            uint32_t nc = m->sr_gen_cap ? m->sr_gen_cap * 2 : 256;
+            while (nc <= sr)
+                nc *= 2;
+            uint32_t *ng = realloc(m->sr_gen, nc * sizeof *ng);
+            if (!ng) {
+                free(prs);
+                return -1;
+            }
+            memset(ng + m->sr_gen_cap, 0, (nc - m->sr_gen_cap) * sizeof *ng);
+            m->sr_gen = ng;
+            m->sr_gen_cap = nc;
+        }
+        r->sr_ids[i] = sr;
+        r->sr_gens[i] = ++m->sr_gen[sr];
+        int npos = 0;
+        for (size_t j = 0; j < sub->nfields; j++) {
+            const ebp_field *f = sub->fields[j];
+            path_rec *pr = path_get(m, f->path.s, f->path.n);
+            if (!pr) {
+                free(prs);
+                return -1;
+            }
+            prs[j] = pr;
+            pr->refs++;
+            pr->dirty = 1;
+            fr[j].kind = field_kind(f);
+            fr[j].path_id = pr->id;
+            npos += fr[j].kind == FK_POS;
+            fr[j].preds = malloc((f->ncond ? f->ncond : 1) * sizeof(uint32_t));
+            if (!fr[j].preds) {
+                free(prs);
+                return -1;
+            }
+            for (size_t k = 0; k < f->ncond; k++) {
+                if (f->conds[k].kind == EBP_C_ABSENT)
+                    continue;
+                pred_rec *pd = pred_get(m, pr, &f->conds[k], p);
+                if (!pd) {
+                    free(prs);
+                    return -1;
+                }
+                /* the same condition twice in one list counts once */
+                uint32_t dup = 0;
+                for (uint32_t q = 0; q < fr[j].npreds; q++)
+                    dup |= fr[j].preds[q] == pd->id;
+                if (dup)
+                    pd->refs--;
+                else
+                    fr[j].preds[fr[j].npreds++] = pd->id;
+            }
+        }
+        r->access[i] = npos ? choose_access(r, i, prs) : UINT16_MAX;
+        if (npos) {
+            const field_rec *af = &fr[r->access[i]];
+            path_rec *pr = prs[r->access[i]];
+            for (uint32_t k = 0; k < af->npreds; k++)
+                if (acc_add(pred_by_id(pr, af->preds[k]), (ebp_target){sr, r->sr_gens[i]})) {
+                    free(prs);
+                    return -1;
+                }
+        }
+        free(prs);
+    }
     return 0;
 }
 
-/* ---- building a new snapshot ------------------------------------------------------ */
+/* Unregister a removed rule (the inverse of rule_register; frees nothing). */
+static void rule_unregister(eb_machine *m, rule_rec *r)
+{
+    const struct eb_pattern *p = r->pat;
+    for (uint32_t i = 0; i < r->nsub; i++) {
+        const ebp_sub *sub = &p->subs[i];
+        for (size_t j = 0; j < sub->nfields; j++) {
+            path_rec **slot = path_lookup(m, sub->fields[j]->path.s, sub->fields[j]->path.n);
+            path_rec *pr = *slot;
+            if (!pr)
+                continue;
+            pr->refs--;
+            pr->dirty = 1;
+            const field_rec *f = &r->fields[i][j];
+            for (uint32_t k = 0; k < f->npreds; k++) {
+                pred_rec *pd = pred_by_id(pr, f->preds[k]);
+                if (!pd)
+                    continue;
+                if (j == r->access[i])
+                    acc_remove(pd, r->sr_ids[i]);
+                pd->refs--;
+            }
+        }
+    }
+}
+
+static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
+{
+    rule_rec *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->refs = 1;
+    r->key = key;
+    r->nsub = (uint32_t)p->nsub;
+    ebp_pattern_ref(p);
+    r->pat = p;
+    size_t n = r->nsub ? r->nsub : 1;
+    r->sr_ids = calloc(n, sizeof *r->sr_ids);
+    r->sr_gens = calloc(n, sizeof *r->sr_gens);
+    r->access = calloc(n, sizeof *r->access);
+    r->fields = calloc(n, sizeof *r->fields);
+    if (!r->sr_ids || !r->sr_gens || !r->access || !r->fields) {
+        rule_free(r);
+        return NULL;
+    }
+    r->slot = id_take(&m->free_slot, &m->next_slot);
+    return r;
+}
+
+/* ---- building a new snapshot ---------------------------------------------------------- */
 
 typedef struct {
-    const char *path;
-    size_t plen;
-} path_ref;
-
-typedef struct {
-    eb_machine *m;
     const eb_snapshot *old;
     eb_snapshot *s;
-    /* chunks already cloned in this change (so they are cloned once) */
     unsigned char *sr_fresh, *rule_fresh;
 } change;
 
@@ -416,8 +972,6 @@ static int tables_init(change *ch, uint32_t nsr, uint32_t nslot)
     ch->rule_fresh = calloc(nrc ? nrc : 1, 1);
     if (!s->srs || !s->rules || !ch->sr_fresh || !ch->rule_fresh)
         return -1;
-    s->nsr_chunks = nsc;
-    s->nrule_chunks = nrc;
     for (uint32_t i = 0; i < nsc; i++) {
         if (i < o->nsr_chunks) {
             s->srs[i] = o->srs[i];
@@ -429,6 +983,7 @@ static int tables_init(change *ch, uint32_t nsr, uint32_t nslot)
             s->srs[i]->refs = 1;
             ch->sr_fresh[i] = 1;
         }
+        s->nsr_chunks = i + 1;
     }
     for (uint32_t i = 0; i < nrc; i++) {
         if (i < o->nrule_chunks) {
@@ -441,6 +996,7 @@ static int tables_init(change *ch, uint32_t nsr, uint32_t nslot)
             s->rules[i]->refs = 1;
             ch->rule_fresh[i] = 1;
         }
+        s->nrule_chunks = i + 1;
     }
     return 0;
 }
@@ -480,214 +1036,91 @@ static rule_rec **rule_mut(change *ch, uint32_t slot)
     return &ch->s->rules[c]->items[slot & (CHUNK - 1)];
 }
 
-static unsigned char field_kind(const ebp_field *f)
+/* Rebuild the vm of every dirty path; drop paths nobody uses. */
+static int rebuild_paths(eb_machine *m, change *ch, ebp_vec *dead_paths)
 {
-    int neg = 0, pos = 0;
-    for (size_t i = 0; i < f->ncond; i++) {
-        if (f->conds[i].kind == EBP_C_ABSENT)
-            neg = 1;
-        else
-            pos = 1;
-    }
-    return neg ? (pos ? FK_MIX : FK_NEG) : FK_POS;
-}
-
-/* Collect the distinct paths touched by a rule. */
-static int rule_paths(const rule_rec *r, ebp_vec *paths)
-{
-    for (uint32_t i = 0; i < r->nsub; i++) {
-        const ebp_sub *sub = &r->pat->subs[i];
-        for (size_t j = 0; j < sub->nfields; j++) {
-            const ebp_str *p = &sub->fields[j]->path;
-            int dup = 0;
-            for (size_t k = 0; k < paths->len && !dup; k++) {
-                path_ref *q = &EBP_VEC_AT(paths, path_ref, k);
-                dup = q->plen == p->n && !memcmp(q->path, p->s, p->n);
-            }
-            if (dup)
-                continue;
-            path_ref *q = ebp_vec_push(paths);
-            if (!q)
-                return -1;
-            q->path = p->s;
-            q->plen = p->n;
-        }
-    }
-    return 0;
-}
-
-/* Append the predicates rule r contributes at path to preds. */
-static int rule_preds_at(const rule_rec *r, const char *path, size_t plen, ebp_vec *preds)
-{
-    for (uint32_t i = 0; i < r->nsub; i++) {
-        const ebp_sub *sub = &r->pat->subs[i];
-        for (size_t j = 0; j < sub->nfields; j++) {
-            const ebp_field *f = sub->fields[j];
-            if (f->path.n != plen || memcmp(f->path.s, path, plen))
-                continue;
-            ebp_target t = {r->sr_ids[i], (uint32_t)j};
-            int has_abs = 0;
-            for (size_t k = 0; k < f->ncond; k++) {
-                if (f->conds[k].kind == EBP_C_ABSENT) {
-                    if (!has_abs) {
-                        ebp_pred *p = ebp_vec_push(preds);
-                        if (!p)
-                            return -1;
-                        p->cond = &f->conds[k];
-                        p->t = t;
-                        p->presence = 1;
-                    }
-                    has_abs = 1;
-                    continue;
-                }
-                ebp_pred *p = ebp_vec_push(preds);
-                if (!p)
-                    return -1;
-                p->cond = &f->conds[k];
-                p->t = t;
-                p->presence = 0;
-            }
-        }
-    }
-    return 0;
-}
-
-static int sr_in_rule(const rule_rec *r, uint32_t sr)
-{
-    for (uint32_t i = 0; i < r->nsub; i++)
-        if (r->sr_ids[i] == sr)
-            return 1;
-    return 0;
-}
-
-/* Rebuild the vms on the given paths: drop predicates of `gone`, add those of `added`. */
-static int rebuild_paths(change *ch, const ebp_vec *paths, const rule_rec *gone, const rule_rec *added)
-{
-    ebp_vec preds;
-    ebp_vec_init(&preds, sizeof(ebp_pred));
+    ebp_vec in;
+    ebp_vec_init(&in, sizeof(vm_input));
     int rc = 0;
-    for (size_t i = 0; i < paths->len && !rc; i++) {
-        const path_ref *pr = &EBP_VEC_AT(paths, path_ref, i);
-        preds.len = 0;
-        const node *old = node_find(ch->s->root, pr->path, pr->plen);
-        if (old && old->vm) {
-            for (uint32_t k = 0; k < old->vm->npreds; k++) {
-                const ebp_pred *p = &old->vm->preds[k];
-                if (gone && sr_in_rule(gone, p->t.sr))
-                    continue;
-                ebp_pred *q = ebp_vec_push(&preds);
-                if (!q) {
-                    rc = -1;
-                    break;
-                }
-                *q = *p;
-            }
-        }
-        if (!rc && added && rule_preds_at(added, pr->path, pr->plen, &preds))
-            rc = -1;
-        if (rc)
-            break;
+    for (uint32_t i = 0; i <= m->pmask && !rc; i++) {
+        path_rec *pr = m->paths[i];
+        if (!pr || !pr->dirty)
+            continue;
+        pr->dirty = 0;
+        path_compact(m, pr);
         vm *v = NULL;
-        if (preds.len) {
-            v = ebp_vm_build(preds.items, (uint32_t)preds.len);
+        if (pr->npreds) {
+            in.len = 0;
+            if (ebp_vec_reserve(&in, pr->npreds)) {
+                rc = -1;
+                break;
+            }
+            for (uint32_t k = 0; k < pr->npreds; k++) {
+                const pred_rec *p = pr->preds[k];
+                ((vm_input *)in.items)[k] = (vm_input){p->id, p->cond, p->pat, p->acc, p->nacc};
+            }
+            in.len = pr->npreds;
+            v = ebp_vm_build(in.items, pr->npreds);
             if (!v) {
                 rc = -1;
                 break;
             }
         }
         int empty;
-        node *nr = node_set(ch->s->root, "", 0, pr->path, pr->plen, v, &empty);
+        node *nr = node_set(ch->s->root, "", 0, pr->path, pr->plen, v, pr->refs ? pr->id : UINT32_MAX, &empty);
         if (v)
-            ebp_vm_release(v); /* node_set took its own reference */
+            ebp_vm_release(v);
         if (!nr && !empty) {
             rc = -1;
             break;
         }
         ebp_node_release(ch->s->root);
         ch->s->root = nr;
+        if (!pr->refs) {
+            path_rec **slot = ebp_vec_push(dead_paths);
+            if (!slot)
+                rc = -1;
+            else
+                *slot = pr;
+        }
     }
-    ebp_vec_free(&preds);
+    ebp_vec_free(&in);
     return rc;
 }
 
-static int rebuild_always(change *ch, const rule_rec *gone, const rule_rec *added)
+static int rebuild_always(change *ch, rule_rec *const *gone, size_t ngone, rule_rec *const *added, size_t nadded)
 {
     const eb_snapshot *o = ch->old;
-    uint32_t extra = 0;
-    if (added)
-        for (uint32_t i = 0; i < added->nsub; i++)
-            extra++;
+    size_t extra = 0;
+    for (size_t k = 0; k < nadded; k++)
+        extra += added[k]->nsub;
     uint32_t *a = malloc((o->nalways + extra + 1) * sizeof *a);
     if (!a)
         return -1;
     uint32_t n = 0;
-    for (uint32_t i = 0; i < o->nalways; i++)
-        if (!gone || !sr_in_rule(gone, o->always[i]))
+    for (uint32_t i = 0; i < o->nalways; i++) {
+        const sr_t *S = snap_sr(ch->s, o->always[i]);
+        int dead = 0;
+        for (size_t k = 0; k < ngone && !dead; k++)
+            dead = S->rule == gone[k];
+        if (!dead)
             a[n++] = o->always[i];
-    if (added)
-        for (uint32_t i = 0; i < added->nsub; i++) {
-            const ebp_sub *sub = &added->pat->subs[i];
-            uint32_t npos = 0;
-            for (size_t j = 0; j < sub->nfields; j++)
-                npos += added->kinds[i][j] == FK_POS;
-            if (!npos)
-                a[n++] = added->sr_ids[i];
-        }
+    }
+    for (size_t k = 0; k < nadded; k++)
+        for (uint32_t i = 0; i < added[k]->nsub; i++)
+            if (added[k]->access[i] == UINT16_MAX)
+                a[n++] = added[k]->sr_ids[i];
     ch->s->always = a;
     ch->s->nalways = n;
     return 0;
 }
 
-static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
+/* One change: remove the rules `gone` and add the rules `added` (already
+ * registered / unregistered in the registry). */
+static int publish(eb_machine *m, rule_rec *const *gone, size_t ngone, rule_rec *const *added, size_t nadded,
+                   ebp_vec *dead_paths)
 {
-    rule_rec *r = calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
-    r->refs = 1;
-    r->key = key;
-    r->nsub = (uint32_t)p->nsub;
-    r->sr_ids = calloc(r->nsub ? r->nsub : 1, sizeof *r->sr_ids);
-    r->kinds = calloc(r->nsub ? r->nsub : 1, sizeof *r->kinds);
-    if (!r->sr_ids || !r->kinds)
-        goto fail;
-    for (uint32_t i = 0; i < r->nsub; i++) {
-        const ebp_sub *sub = &p->subs[i];
-        r->kinds[i] = malloc(sub->nfields ? sub->nfields : 1);
-        if (!r->kinds[i])
-            goto fail;
-        for (size_t j = 0; j < sub->nfields; j++)
-            r->kinds[i][j] = field_kind(sub->fields[j]);
-    }
-    /* ids: reuse freed ones first */
-    for (uint32_t i = 0; i < r->nsub; i++)
-        r->sr_ids[i] = m->nfree_sr ? m->free_sr[--m->nfree_sr] : m->next_sr++;
-    r->slot = m->nfree_slot ? m->free_slot[--m->nfree_slot] : m->next_slot++;
-    ebp_pattern_ref(p);
-    r->pat = p;
-    return r;
-fail:
-    if (r->kinds)
-        for (uint32_t i = 0; i < r->nsub; i++)
-            free(r->kinds[i]);
-    free(r->kinds);
-    free(r->sr_ids);
-    free(r);
-    return NULL;
-}
-
-/* Give back the ids of a rule that never made it into a snapshot. */
-static void unmake_rule(eb_machine *m, rule_rec *r)
-{
-    for (uint32_t i = 0; i < r->nsub; i++)
-        push_free(&m->free_sr, &m->nfree_sr, &m->cap_free_sr, r->sr_ids[i]);
-    push_free(&m->free_slot, &m->nfree_slot, &m->cap_free_slot, r->slot);
-    rule_release(r);
-}
-
-/* One change: remove `gone` (may be NULL) and add `added` (may be NULL). */
-static int apply(eb_machine *m, rule_rec *gone, rule_rec *added)
-{
-    change ch = {.m = m, .old = m->cur};
+    change ch = {.old = m->cur};
     eb_snapshot *s = calloc(1, sizeof *s);
     if (!s)
         return -1;
@@ -697,64 +1130,63 @@ static int apply(eb_machine *m, rule_rec *gone, rule_rec *added)
     if (s->root)
         incref(&s->root->refs);
     s->nrules = ch.old->nrules;
-    s->max_nwords = ch.old->max_nwords;
-    ebp_vec paths;
-    ebp_vec_init(&paths, sizeof(path_ref));
+    s->max_fields = ch.old->max_fields;
     int rc = tables_init(&ch, m->next_sr, m->next_slot);
-    if (!rc && gone)
-        rc = rule_paths(gone, &paths);
-    if (!rc && added)
-        rc = rule_paths(added, &paths);
     if (!rc)
-        rc = rebuild_paths(&ch, &paths, gone, added);
-    if (!rc)
-        rc = rebuild_always(&ch, gone, added);
-    if (!rc && gone) {
-        for (uint32_t i = 0; i < gone->nsub && !rc; i++) {
-            sr_t *t = sr_mut(&ch, gone->sr_ids[i]);
+        rc = rebuild_always(&ch, gone, ngone, added, nadded);
+    for (size_t k = 0; k < ngone && !rc; k++) {
+        const rule_rec *g = gone[k];
+        for (uint32_t i = 0; i < g->nsub && !rc; i++) {
+            sr_t *t = sr_mut(&ch, g->sr_ids[i]);
             if (!t)
                 rc = -1;
-            else
+            else if (t->rule == g)
                 memset(t, 0, sizeof *t);
         }
-        rule_rec **slot = rc ? NULL : rule_mut(&ch, gone->slot);
-        if (!slot)
+        rule_rec **slot = rc ? NULL : rule_mut(&ch, g->slot);
+        if (!slot) {
             rc = -1;
-        else {
+        } else if (*slot == g) {
             rule_release(*slot);
             *slot = NULL;
             s->nrules--;
         }
     }
-    if (!rc && added) {
-        for (uint32_t i = 0; i < added->nsub && !rc; i++) {
-            sr_t *t = sr_mut(&ch, added->sr_ids[i]);
+    for (size_t k = 0; k < nadded && !rc; k++) {
+        rule_rec *r = added[k];
+        for (uint32_t i = 0; i < r->nsub && !rc; i++) {
+            sr_t *t = sr_mut(&ch, r->sr_ids[i]);
             if (!t) {
                 rc = -1;
                 break;
             }
-            const ebp_sub *sub = &added->pat->subs[i];
-            t->rule = added;
-            t->kinds = added->kinds[i];
+            const ebp_sub *sub = &r->pat->subs[i];
+            t->rule = r;
+            t->fields = r->fields[i];
+            t->gen = r->sr_gens[i];
             t->nfields = (uint16_t)sub->nfields;
             t->npos = 0;
             for (size_t j = 0; j < sub->nfields; j++)
-                t->npos = (uint16_t)(t->npos + (added->kinds[i][j] == FK_POS));
-            t->nwords = (uint16_t)((sub->nfields + 63) / 64);
-            if (t->nwords > s->max_nwords)
-                s->max_nwords = t->nwords;
+                t->npos = (uint16_t)(t->npos + (r->fields[i][j].kind == FK_POS));
+            t->access = r->access[i];
             t->single = sub->nfields == 1 && t->npos == 1;
+            if (t->nfields > s->max_fields)
+                s->max_fields = t->nfields;
         }
-        rule_rec **slot = rc ? NULL : rule_mut(&ch, added->slot);
-        if (!slot)
+        rule_rec **slot = rc ? NULL : rule_mut(&ch, r->slot);
+        if (!slot) {
             rc = -1;
-        else {
-            incref(&added->refs);
-            *slot = added;
+        } else {
+            incref(&r->refs);
+            rule_release(*slot);
+            *slot = r;
             s->nrules++;
         }
     }
-    ebp_vec_free(&paths);
+    if (!rc)
+        rc = rebuild_paths(m, &ch, dead_paths);
+    s->npred_cap = m->next_pred;
+    s->npath_cap = m->next_path;
     free(ch.sr_fresh);
     free(ch.rule_fresh);
     if (rc) {
@@ -769,79 +1201,169 @@ static int apply(eb_machine *m, rule_rec *gone, rule_rec *added)
     return 0;
 }
 
-eb_status eb_machine_add(eb_machine *m, uint64_t key, const eb_pattern *p)
+static void release_ids(eb_machine *m, const rule_rec *r)
 {
-    if (p->nsub > 65535)
-        return EB_ERR_NOMEM;
-    for (size_t i = 0; i < p->nsub; i++)
-        if (p->subs[i].nfields > 65535)
+    for (uint32_t i = 0; i < r->nsub; i++)
+        id_push(&m->free_sr, r->sr_ids[i]);
+    id_push(&m->free_slot, r->slot);
+}
+
+static void drop_dead_paths(eb_machine *m, ebp_vec *dead)
+{
+    for (size_t i = 0; i < dead->len; i++) {
+        path_rec *pr = EBP_VEC_AT(dead, path_rec *, i);
+        if (pr->refs)
+            continue;
+        path_rec **slot = path_lookup(m, pr->path, pr->plen);
+        if (*slot == pr)
+            paths_delete(m, slot);
+        id_push(&m->free_path, pr->id);
+        for (uint32_t k = 0; k < pr->npreds; k++)
+            pred_free(pr->preds[k]);
+        free(pr->preds);
+        free(pr->pidx);
+        free(pr->path);
+        free(pr);
+    }
+}
+
+/* Add (replace) n rules, or remove them when pats is NULL, in one change. */
+static eb_status change_rules(eb_machine *m, size_t n, const uint64_t *keys, const eb_pattern *const *pats)
+{
+    for (size_t k = 0; pats && k < n; k++) {
+        if (pats[k]->nsub > 65535)
             return EB_ERR_NOMEM;
+        for (size_t i = 0; i < pats[k]->nsub; i++)
+            if (pats[k]->subs[i].nfields > 65535)
+                return EB_ERR_NOMEM;
+    }
     pthread_mutex_lock(&m->wlock);
     eb_status st = EB_OK;
-    if ((m->kcount + 1) * 2 > m->kmask + 1 && key_grow(m)) {
-        pthread_mutex_unlock(&m->wlock);
-        return EB_ERR_NOMEM;
-    }
-    keyslot *ks = key_find(m, key);
-    rule_rec *gone = ks->rule;
-    /* apply() may free `gone` (with the snapshot that held it): keep its ids */
-    uint32_t gone_nsub = gone ? gone->nsub : 0, gone_slot = gone ? gone->slot : 0;
-    uint32_t *gone_ids = gone ? malloc((gone_nsub ? gone_nsub : 1) * sizeof *gone_ids) : NULL;
-    if (gone && !gone_ids) {
-        pthread_mutex_unlock(&m->wlock);
-        return EB_ERR_NOMEM;
-    }
-    if (gone)
-        memcpy(gone_ids, gone->sr_ids, gone_nsub * sizeof *gone_ids);
-    rule_rec *r = make_rule(m, key, p);
-    if (!r) {
+    rule_rec **gone = calloc(n ? n : 1, sizeof *gone), **added = calloc(n ? n : 1, sizeof *added);
+    size_t ngone = 0, nadded = 0;
+    ebp_vec dead_paths;
+    ebp_vec_init(&dead_paths, sizeof(path_rec *));
+    if (!gone || !added) {
         st = EB_ERR_NOMEM;
-    } else if (apply(m, gone, r)) {
-        unmake_rule(m, r);
-        st = EB_ERR_NOMEM;
-    } else {
-        if (gone) {
-            for (uint32_t i = 0; i < gone_nsub; i++)
-                push_free(&m->free_sr, &m->nfree_sr, &m->cap_free_sr, gone_ids[i]);
-            push_free(&m->free_slot, &m->nfree_slot, &m->cap_free_slot, gone_slot);
-        } else {
-            m->kcount++;
+        goto out;
+    }
+    while ((m->kcount + n) * 2 > m->kmask + 1)
+        if (key_grow(m)) {
+            st = EB_ERR_NOMEM;
+            goto out;
         }
-        ks->key = key;
-        ks->rule = r; /* the snapshot holds the reference; the index borrows it */
-        rule_release(r); /* drop make_rule's reference: snapshot tables own it now */
+    /* what goes */
+    for (size_t k = 0; k < n; k++) {
+        keyslot *ks = key_find(m, keys[k]);
+        if (!ks->rule) {
+            if (!pats)
+                st = EB_ERR_NOTFOUND;
+            continue;
+        }
+        int dup = 0;
+        for (size_t q = 0; q < ngone && !dup; q++)
+            dup = gone[q] == ks->rule;
+        if (!dup) {
+            /* hold it: publishing releases the snapshot that owned it */
+            incref(&ks->rule->refs);
+            gone[ngone++] = ks->rule;
+        }
     }
-    free(gone_ids);
+    if (st != EB_OK)
+        goto out;
+    for (size_t q = 0; q < ngone; q++)
+        rule_unregister(m, gone[q]);
+    /* what comes (a key given twice: the last wins) */
+    for (size_t k = 0; pats && k < n; k++) {
+        int later = 0;
+        for (size_t q = k + 1; q < n && !later; q++)
+            later = keys[q] == keys[k];
+        if (later)
+            continue;
+        rule_rec *r = make_rule(m, keys[k], pats[k]);
+        if (!r || rule_register(m, r)) {
+            if (r) {
+                added[nadded++] = r; /* so it is unregistered below */
+            }
+            st = EB_ERR_NOMEM;
+            break;
+        }
+        added[nadded++] = r;
+    }
+    if (st == EB_OK && publish(m, gone, ngone, added, nadded, &dead_paths))
+        st = EB_ERR_NOMEM;
+    if (st != EB_OK) {
+        /* undo: take the new rules out, put the old ones back */
+        for (size_t q = 0; q < nadded; q++) {
+            rule_unregister(m, added[q]);
+            release_ids(m, added[q]);
+            rule_release(added[q]);
+        }
+        nadded = 0;
+        for (size_t q = 0; q < ngone; q++) {
+            /* re-registering allocates nothing new for rules that were registered */
+            rule_rec *g = gone[q];
+            for (uint32_t i = 0; i < g->nsub; i++) {
+                const ebp_sub *sub = &g->pat->subs[i];
+                for (size_t j = 0; j < sub->nfields; j++) {
+                    path_rec *pr = *path_lookup(m, sub->fields[j]->path.s, sub->fields[j]->path.n);
+                    if (!pr)
+                        continue;
+                    pr->refs++;
+                    const field_rec *f = &g->fields[i][j];
+                    for (uint32_t k2 = 0; k2 < f->npreds; k2++) {
+                        pred_rec *pd = pred_by_id(pr, f->preds[k2]);
+                        if (!pd)
+                            continue;
+                        pd->refs++;
+                        if (j == g->access[i])
+                            acc_add(pd, (ebp_target){g->sr_ids[i], g->sr_gens[i]});
+                    }
+                }
+            }
+        }
+        for (uint32_t i = 0; i <= m->pmask; i++)
+            if (m->paths[i])
+                m->paths[i]->dirty = 0;
+        goto out;
+    }
+    /* committed */
+    for (size_t q = 0; q < ngone; q++) {
+        keyslot *ks = key_find(m, gone[q]->key);
+        if (ks->rule == gone[q])
+            key_delete(m, ks);
+        release_ids(m, gone[q]);
+    }
+    for (size_t q = 0; q < nadded; q++) {
+        keyslot *ks = key_find(m, added[q]->key);
+        if (!ks->rule)
+            m->kcount++;
+        ks->key = added[q]->key;
+        ks->rule = added[q];   /* borrowed: the snapshot's table holds the reference */
+        rule_release(added[q]); /* drop make_rule's reference */
+    }
+    drop_dead_paths(m, &dead_paths);
+out:
+    for (size_t q = 0; q < ngone; q++)
+        rule_release(gone[q]);
+    ebp_vec_free(&dead_paths);
+    free(gone);
+    free(added);
     pthread_mutex_unlock(&m->wlock);
     return st;
 }
 
+eb_status eb_machine_add(eb_machine *m, uint64_t key, const eb_pattern *p)
+{
+    return change_rules(m, 1, &key, &p);
+}
+
+eb_status eb_machine_add_batch(eb_machine *m, size_t n, const uint64_t *keys, const eb_pattern *const *pats)
+{
+    return change_rules(m, n, keys, pats);
+}
+
 eb_status eb_machine_remove(eb_machine *m, uint64_t key)
 {
-    pthread_mutex_lock(&m->wlock);
-    keyslot *ks = key_find(m, key);
-    eb_status st = EB_OK;
-    if (!ks->rule) {
-        st = EB_ERR_NOTFOUND;
-    } else {
-        rule_rec *gone = ks->rule;
-        uint32_t nsub = gone->nsub, slot = gone->slot;
-        uint32_t *ids = malloc((nsub ? nsub : 1) * sizeof *ids);
-        if (!ids) {
-            st = EB_ERR_NOMEM;
-        } else {
-            memcpy(ids, gone->sr_ids, nsub * sizeof *ids);
-            if (apply(m, gone, NULL)) {
-                st = EB_ERR_NOMEM;
-            } else {
-                for (uint32_t i = 0; i < nsub; i++)
-                    push_free(&m->free_sr, &m->nfree_sr, &m->cap_free_sr, ids[i]);
-                push_free(&m->free_slot, &m->nfree_slot, &m->cap_free_slot, slot);
-                key_delete(m, ks);
-            }
-            free(ids);
-        }
-    }
-    pthread_mutex_unlock(&m->wlock);
-    return st;
+    return change_rules(m, 1, &key, NULL);
 }

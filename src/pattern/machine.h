@@ -1,14 +1,28 @@
 /* Internal structures of a compiled machine (see include/ebridge/pattern.h).
  *
- *   snapshot ── trie of path segments (node) ── per-path value matcher (vm)
- *      │                                             │ emits targets (sub-rule, field)
- *      ├── sub-rule table (sr_t, chunked)  <─────────┘
+ * A rule's pattern is a set of sub-rules; a sub-rule is a set of fields; a
+ * field is a path and an OR-list of conditions.  Every distinct (path,
+ * condition) is a *predicate* with a machine-wide id, shared by all fields
+ * that use it.  Each path with conditions has a value matcher (vm) that
+ * maps a value to the predicates it satisfies.
+ *
+ * Matching an event: the reader walks the paths some rule needs; for each
+ * value the path's vm marks the satisfied predicates (and the path's
+ * presence) in per-event scratch.  Each sub-rule has one *access* field,
+ * its most selective positive field: only predicates of access fields carry
+ * targets (sub-rule ids), so a predicate shared by thousands of rules but
+ * selective for none (say `geometry.type = Polygon`) costs one mark, not
+ * thousands of hits.  A sub-rule reached through its access field becomes a
+ * candidate; at the end of the event each candidate checks all its fields
+ * against the marks.  Sub-rules without a positive field (only
+ * `exists: false`) are checked on every event.
+ *
+ *   snapshot ── trie of path segments (node) ── vm per path
+ *      ├── sub-rule table (sr_t, chunked, copy-on-write)
  *      └── rule table (rule_rec*, chunked) ── pattern (refcounted)
  *
  * Everything reachable from a snapshot is immutable.  A rule change builds a
- * new snapshot that shares every unchanged node, vm and table chunk with the
- * old one (reference counts), so a change costs O(rules on the touched paths
- * + table size / 64), not O(all rules). */
+ * new snapshot sharing every unchanged node, vm and table chunk. */
 #ifndef EBP_MACHINE_H
 #define EBP_MACHINE_H
 
@@ -21,30 +35,30 @@
 
 /* ---- targets ------------------------------------------------------------- */
 typedef struct {
-    uint32_t sr;    /* sub-rule id */
-    uint32_t field; /* field index within the sub-rule */
+    uint32_t sr;  /* sub-rule id */
+    uint32_t gen; /* the sub-rule id's generation when the target was made */
 } ebp_target;
 
 typedef struct {
     uint32_t off, n; /* slice of vm->targets */
 } tlist;
 
-/* ---- value matcher per path ---------------------------------------------- */
+/* One predicate in a vm: its id and the sub-rules it is the access for. */
 typedef struct {
-    const ebp_cond *cond;
-    ebp_target t;
-    unsigned char presence; /* 1: this is the "presence" entry of a NEG/MIX field */
-} ebp_pred;
+    uint32_t pred;
+    tlist t;
+} unit;
 
+/* ---- value matcher per path ---------------------------------------------- */
 typedef struct {
     uint64_t hash;       /* ebp_hash_bytes(key, klen, tag) */
     uint32_t koff, klen; /* key bytes in vm->keys; klen == UINT32_MAX: empty slot */
     uint32_t tag;        /* 'S' string, 'I' IP address, 'N' double bits, 'T' number text, 'F' folded */
-    tlist t;
+    unit u;
 } hm_entry;
 
 typedef struct {
-    hm_entry *slots; /* power-of-two size, empty slot has t.n == 0 && klen == UINT32_MAX */
+    hm_entry *slots; /* power-of-two size */
     uint32_t mask;
     uint32_t count;
 } hmap;
@@ -52,9 +66,10 @@ typedef struct {
 typedef struct {
     uint32_t first_edge;
     uint16_t nedges;
-    uint16_t nwc;       /* wildcards anchored here */
-    uint32_t wc_off;    /* into vm->wcs */
-    tlist t;            /* prefixes/suffixes ending here */
+    uint16_t nwc;    /* wildcards anchored here */
+    uint32_t wc_off; /* into vm->wcs */
+    uint32_t has_u;  /* a prefix/suffix predicate ends here */
+    unit u;
 } trie_node;
 
 typedef struct {
@@ -70,32 +85,41 @@ typedef struct {
 
 typedef struct {
     const ebp_glob *g;
-    tlist t;
+    unit u;
 } wc_entry;
 
 typedef struct {
     double lo, hi;
     unsigned char has_lo, has_hi, lo_open, hi_open;
-    tlist t;
+    unit u;
 } range_entry;
 
 typedef struct {
     ebp_cidr c;
-    tlist t;
+    unit u;
 } cidr_entry;
 
 typedef struct {
     const ebp_cond *cond; /* an EBP_C_AB_* condition */
-    tlist t;
+    unit u;
 } ab_entry;
 
 enum {
-    VM_NUM = 1,   /* needs the double value of numbers */
-    VM_IP = 2,    /* has IP literals or cidr: try to parse strings as IPs */
-    VM_FOLD = 4,  /* needs the case-folded string */
-    VM_STR = 8,   /* has some string-shaped condition */
-    VM_WC = 16    /* has unindexed wildcards */
+    VM_NUM = 1,  /* needs the double value of numbers */
+    VM_IP = 2,   /* has IP literals or cidr: try to parse strings as IPs */
+    VM_FOLD = 4, /* needs the case-folded string */
+    VM_STR = 8,  /* has some string-shaped condition */
+    VM_WC = 16   /* has unanchored wildcards */
 };
+
+/* What a vm is built from: one entry per predicate at the path. */
+typedef struct {
+    uint32_t pred;
+    const ebp_cond *cond;
+    const struct eb_pattern *pat; /* owns cond */
+    const ebp_target *targets;
+    uint32_t ntargets;
+} vm_input;
 
 typedef struct vm {
     int refs;
@@ -103,34 +127,35 @@ typedef struct vm {
     ebp_arena arena;
     ebp_target *targets;
     const char *keys;
-    hmap exact;      /* tags 'S', 'I' (family+16 bytes), 'N' (double bits), 'T' (number text) */
-    hmap eic;        /* folded string */
-    tlist t_true, t_false, t_null, exists, presence;
+    hmap exact; /* tags 'S', 'I' (family+16 bytes), 'N' (double bits), 'T' (number text) */
+    hmap eic;   /* folded string */
+    unit u_true, u_false, u_null, u_exists;
+    uint32_t has_true, has_false, has_null, has_exists;
     trie prefix, suffix, prefix_eic, suffix_eic;
-    wc_entry *wcs;   /* anchored wildcards (by trie node) followed by unanchored */
+    wc_entry *wcs; /* anchored wildcards (by trie node) followed by unanchored */
     uint32_t wc_unanchored_off, nwc_unanchored;
     range_entry *ranges;
     uint32_t nranges;
-    double *bounds;  /* elementary-interval index when nranges is large */
-    tlist *slots;    /* 2*nbounds+1 */
+    double *bounds;      /* elementary-interval index when nranges is large */
+    uint32_t *slot_off;  /* 2*nbounds+2 offsets into slot_items */
+    uint32_t *slot_items; /* range indexes */
     uint32_t nbounds;
     cidr_entry *cidrs;
     uint32_t ncidrs;
     ab_entry *abs;
     uint32_t nabs;
-    /* the predicate list this vm was built from (kept for rebuilds) */
-    ebp_pred *preds;
-    uint32_t npreds;
+    const struct eb_pattern **pats; /* patterns whose conditions we point into (referenced) */
+    uint32_t npats;
     size_t mem;
 } vm;
 
-vm *ebp_vm_build(const ebp_pred *preds, uint32_t npreds); /* NULL on OOM */
+vm *ebp_vm_build(const vm_input *in, uint32_t n); /* NULL on OOM */
 void ebp_vm_release(vm *v);
 
 /* ---- path trie ------------------------------------------------------------- */
 typedef struct node node;
 typedef struct {
-    const char *seg; /* owned by the node (copied) */
+    const char *seg; /* points at the child's own name */
     uint32_t len;
     uint64_t hash;
     node *child;
@@ -139,11 +164,11 @@ typedef struct {
 struct node {
     int refs;
     uint32_t nedges;
-    node_edge *edges;   /* sorted by (len, bytes) */
-    uint32_t *index;    /* hash index into edges when nedges > 8: size idx_mask+1, UINT32_MAX empty */
+    node_edge *edges; /* sorted by (len, bytes) */
+    uint32_t *index;  /* hash index into edges when nedges > 8 */
     uint32_t idx_mask;
-    vm *vm;             /* values at exactly this path, or NULL */
-    size_t mem;
+    uint32_t path_id; /* UINT32_MAX: no field uses exactly this path */
+    vm *vm;           /* values at exactly this path, or NULL */
 };
 
 void ebp_node_release(node *n);
@@ -152,10 +177,18 @@ void ebp_node_release(node *n);
 enum { FK_POS = 0, FK_NEG = 1, FK_MIX = 2 };
 
 typedef struct {
+    uint8_t kind;      /* FK_* */
+    uint32_t path_id;
+    uint32_t npreds;   /* predicates of the non-"exists: false" conditions */
+    uint32_t *preds;
+} field_rec;
+
+typedef struct {
     struct rule_rec *rule; /* NULL: free slot */
-    const unsigned char *kinds; /* per field FK_*, owned by the rule */
+    const field_rec *fields;
+    uint32_t gen;
     uint16_t nfields, npos;
-    uint16_t nwords; /* 64-bit words per field bitset */
+    uint16_t access; /* index of the access field (npos > 0) */
     uint16_t single; /* 1: exactly one field and it is FK_POS */
 } sr_t;
 
@@ -166,7 +199,9 @@ typedef struct rule_rec {
     const struct eb_pattern *pat;
     uint32_t nsub;
     uint32_t *sr_ids;       /* nsub */
-    unsigned char **kinds;  /* nsub arrays */
+    uint32_t *sr_gens;      /* nsub */
+    uint16_t *access;       /* nsub: access field index */
+    field_rec **fields;     /* nsub arrays of nfields */
 } rule_rec;
 
 #define CHUNK_BITS 6
@@ -192,8 +227,9 @@ struct eb_snapshot {
     uint32_t *always; /* sub-rules with no positive field: evaluated on every event */
     uint32_t nalways;
     size_t nrules;
-    uint16_t max_nwords;
-    size_t mem;
+    uint32_t npred_cap; /* predicate ids are < npred_cap */
+    uint32_t npath_cap; /* path ids are < npath_cap */
+    uint16_t max_fields;
 };
 
 static inline const sr_t *snap_sr(const struct eb_snapshot *s, uint32_t id)
@@ -201,12 +237,7 @@ static inline const sr_t *snap_sr(const struct eb_snapshot *s, uint32_t id)
     return &s->srs[id >> CHUNK_BITS]->items[id & (CHUNK - 1)];
 }
 
-static inline rule_rec *snap_rule(const struct eb_snapshot *s, uint32_t slot)
-{
-    return s->rules[slot >> CHUNK_BITS]->items[slot & (CHUNK - 1)];
-}
-
-/* Find the edge for one path segment, NULL if none. */
+/* Find the child for one path segment, NULL if none. */
 static inline node *node_child(const node *n, const char *seg, size_t len)
 {
     if (n->nedges <= 8) {

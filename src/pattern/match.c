@@ -119,27 +119,6 @@ static inline const unsigned char *find_qb_strict(const unsigned char *p, const 
     return p;
 }
 
-/* First byte in [p, end) that is '"', '{', '}', '[' or ']', or end. */
-static inline const unsigned char *find_struct(const unsigned char *p, const unsigned char *end)
-{
-#ifdef __SSE2__
-    const __m128i q = _mm_set1_epi8('"'), o = _mm_set1_epi8('{'), c = _mm_set1_epi8('}'),
-                  lower = _mm_set1_epi8(0x20);
-    while (end - p >= 16) {
-        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-        __m128i xl = _mm_or_si128(x, lower); /* '[' -> '{', ']' -> '}' */
-        __m128i m = _mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_or_si128(_mm_cmpeq_epi8(xl, o), _mm_cmpeq_epi8(xl, c)));
-        int mm = _mm_movemask_epi8(m);
-        if (mm)
-            return p + __builtin_ctz((unsigned)mm);
-        p += 16;
-    }
-#endif
-    while (p < end && !skip_special[*p])
-        p++;
-    return p;
-}
-
 /* Trusting-mode skip of container contents.  p is just inside a container
  * (after its '{' or '['), `depth` levels still open (>= 1).  Returns the
  * position just after the closing bracket that brings depth to 0, or NULL
@@ -443,31 +422,13 @@ static const node *dotted_child(const node *n, const unsigned char *k, size_t kl
     }
 }
 
-/* ---- emission ---------------------------------------------------------------------- */
+/* ---- marks and candidates ------------------------------------------------------------ */
 static int push_u32(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
 {
     if (*n == *cap && grow((void **)a, cap, *n + 1, sizeof **a))
         return -1;
     (*a)[(*n)++] = v;
     return 0;
-}
-
-static void sr_init(eb_matcher *mt, sr_state *st, const sr_t *S)
-{
-    st->epoch = mt->epoch;
-    st->count = 0;
-    st->flags = 0;
-    st->hit_head = 0;
-    size_t need = mt->nwords + 4u * S->nwords;
-    if (GROW(mt, words, words_cap, need)) {
-        mt->oom = 1;
-        st->bits = 0;
-        st->flags = SRF_DEAD;
-        return;
-    }
-    st->bits = (uint32_t)mt->nwords;
-    memset(mt->words + mt->nwords, 0, 4u * S->nwords * sizeof(uint64_t));
-    mt->nwords = need;
 }
 
 static uint32_t cur_trail(eb_matcher *mt)
@@ -477,7 +438,8 @@ static uint32_t cur_trail(eb_matcher *mt)
             mt->oom = 1;
             return 0;
         }
-        memcpy(mt->trails + mt->ntrails, mt->tstack, 2 * mt->tdepth * sizeof(uint32_t));
+        if (mt->tdepth)
+            memcpy(mt->trails + mt->ntrails, mt->tstack, 2 * mt->tdepth * sizeof(uint32_t));
         mt->cur_trail_off = (uint32_t)mt->ntrails;
         mt->ntrails += 2 * mt->tdepth;
         mt->trail_valid = 1;
@@ -485,96 +447,74 @@ static uint32_t cur_trail(eb_matcher *mt)
     return mt->cur_trail_off;
 }
 
-static void record_hit(eb_matcher *mt, sr_state *st, uint32_t field, int presence)
+/* pass 2: remember where a predicate held / a path had a value */
+static void record(eb_matcher *mt, uint32_t *head)
 {
-    if (GROW(mt, hits, hits_cap, mt->nhits + 1)) {
+    if (GROW(mt, recs, recs_cap, mt->nrecs + 1)) {
         mt->oom = 1;
         return;
     }
-    hit *h = &mt->hits[mt->nhits];
-    h->field = field;
+    rec *h = &mt->recs[mt->nrecs];
     h->trail_off = cur_trail(mt);
     h->trail_len = (uint32_t)mt->tdepth;
-    h->presence = (uint32_t)presence;
-    h->next = st->hit_head;
-    st->hit_head = (uint32_t)++mt->nhits;
+    h->next = *head;
+    *head = (uint32_t)++mt->nrecs;
 }
 
-static void hit_pos(eb_matcher *mt, uint32_t sr, uint32_t f)
+static void add_result(eb_matcher *mt, const sr_t *S)
 {
-    const sr_t *S = snap_sr(mt->snap, sr);
-    sr_state *st = &mt->srs[sr];
-    if (S->single) {
-        if (st->epoch != mt->epoch) {
-            st->epoch = mt->epoch;
-            st->flags = SRF_MATCH | SRF_CAND;
-            if (push_u32(&mt->cands, &mt->ncands, &mt->cands_cap, sr))
-                mt->oom = 1;
-        }
+    const rule_rec *r = S->rule;
+    if (mt->rule_epoch[r->slot] == mt->epoch)
+        return;
+    mt->rule_epoch[r->slot] = mt->epoch;
+    if (mt->nout == mt->out_cap && grow((void **)&mt->out, &mt->out_cap, mt->nout + 1, sizeof *mt->out)) {
+        mt->oom = 1;
         return;
     }
-    if (st->epoch != mt->epoch)
-        sr_init(mt, st, S);
-    if (st->flags & SRF_DEAD)
-        return;
-    uint64_t *P = mt->words + st->bits, *A = P + S->nwords;
-    uint32_t w = f >> 6;
-    uint64_t bit = (uint64_t)1 << (f & 63);
-    int was = ((P[w] | A[w]) & bit) != 0;
-    if (mt->tdepth == 0) {
-        P[w] |= bit;
-    } else {
-        A[w] |= bit;
-        if (mt->record)
-            record_hit(mt, st, f, 0);
+    mt->out[mt->nout++] = r->key;
+}
+
+/* A predicate holds for the current value: mark it, wake its sub-rules. */
+static inline void unit_hit(eb_matcher *mt, const vm *v, const unit *u)
+{
+    uint32_t p = u->pred;
+    if (mt->pred_epoch[p] != mt->epoch) {
+        mt->pred_epoch[p] = mt->epoch;
+        mt->pred_flags[p] = 0;
+        mt->pred_head[p] = 0;
     }
-    if (!was && S->kinds[f] == FK_POS && ++st->count == S->npos && !(st->flags & SRF_CAND)) {
-        st->flags |= SRF_CAND;
-        if (push_u32(&mt->cands, &mt->ncands, &mt->cands_cap, sr))
+    mt->pred_flags[p] |= (uint8_t)(mt->tdepth ? 2 : 1);
+    if (mt->record) {
+        if (mt->tdepth)
+            record(mt, &mt->pred_head[p]);
+        return;
+    }
+    const ebp_target *t = v->targets + u->t.off;
+    for (uint32_t i = 0; i < u->t.n; i++) {
+        uint32_t sr = t[i].sr;
+        if (mt->sr_epoch[sr] == mt->epoch)
+            continue;
+        const sr_t *S = snap_sr(mt->snap, sr);
+        if (!S->rule || S->gen != t[i].gen)
+            continue; /* removed since this vm was built */
+        mt->sr_epoch[sr] = mt->epoch;
+        if (S->single)
+            add_result(mt, S);
+        else if (push_u32(&mt->cands, &mt->ncands, &mt->cands_cap, sr))
             mt->oom = 1;
     }
 }
 
-static void hit_presence(eb_matcher *mt, uint32_t sr, uint32_t f)
+static inline void presence(eb_matcher *mt, uint32_t path)
 {
-    const sr_t *S = snap_sr(mt->snap, sr);
-    sr_state *st = &mt->srs[sr];
-    if (st->epoch != mt->epoch)
-        sr_init(mt, st, S);
-    if (st->flags & SRF_DEAD)
-        return;
-    if (S->npos == 0 && S->nfields == 1 && S->kinds[0] == FK_NEG) {
-        st->flags |= SRF_DEAD; /* any value kills a lone exists:false */
-        return;
+    if (mt->path_epoch[path] != mt->epoch) {
+        mt->path_epoch[path] = mt->epoch;
+        mt->path_flags[path] = 0;
+        mt->path_head[path] = 0;
     }
-    uint64_t *R = mt->words + st->bits + 2u * S->nwords, *Q = R + S->nwords;
-    uint32_t w = f >> 6;
-    uint64_t bit = (uint64_t)1 << (f & 63);
-    if (mt->tdepth == 0) {
-        R[w] |= bit;
-    } else {
-        Q[w] |= bit;
-        if (mt->record)
-            record_hit(mt, st, f, 1);
-    }
-}
-
-static inline void emit(eb_matcher *mt, const vm *v, tlist l)
-{
-    const ebp_target *t = v->targets + l.off;
-    for (uint32_t i = 0; i < l.n; i++)
-        hit_pos(mt, t[i].sr, t[i].field);
-}
-
-static inline void emit_common(eb_matcher *mt, const vm *v)
-{
-    if (v->exists.n)
-        emit(mt, v, v->exists);
-    if (v->presence.n) {
-        const ebp_target *t = v->targets + v->presence.off;
-        for (uint32_t i = 0; i < v->presence.n; i++)
-            hit_presence(mt, t[i].sr, t[i].field);
-    }
+    mt->path_flags[path] |= (uint8_t)(mt->tdepth ? 2 : 1);
+    if (mt->record && mt->tdepth)
+        record(mt, &mt->path_head[path]);
 }
 
 /* ---- value matchers ------------------------------------------------------------------ */
@@ -600,12 +540,12 @@ static inline void walk_trie(eb_matcher *mt, const vm *v, const trie *t, const u
     uint32_t cur = 0;
     for (size_t i = 0;; i++) {
         const trie_node *nd = &t->nodes[cur];
-        if (nd->t.n)
-            emit(mt, v, nd->t);
+        if (nd->has_u)
+            unit_hit(mt, v, &nd->u);
         for (uint32_t k = 0; k < nd->nwc; k++) {
             const wc_entry *w = &v->wcs[nd->wc_off + k];
             if (ebp_glob_match(w->g, full, fulln))
-                emit(mt, v, w->t);
+                unit_hit(mt, v, &w->u);
         }
         if (i == n || !nd->nedges)
             return;
@@ -664,7 +604,7 @@ static int in_set(const unsigned char *s, size_t n, const ebp_cond *c)
     return 0;
 }
 
-/* anything-but against a string value (folded form computed lazily) */
+/* anything-but against a string value */
 static void ab_string(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n, const unsigned char *f,
                       size_t fn)
 {
@@ -691,13 +631,14 @@ static void ab_string(eb_matcher *mt, const vm *v, const unsigned char *s, size_
         default: break;
         }
         if (!excluded)
-            emit(mt, v, a->t);
+            unit_hit(mt, v, &a->u);
     }
 }
 
 static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n)
 {
-    emit_common(mt, v);
+    if (v->has_exists)
+        unit_hit(mt, v, &v->u_exists);
     if (!(v->flags & VM_STR))
         return;
     const hm_entry *e;
@@ -705,13 +646,13 @@ static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
     int is_ip = (v->flags & VM_IP) && ebp_ip_parse((const char *)s, n, &ip);
     if (v->exact.count) {
         if ((e = hm_get(v, &v->exact, 'S', s, n)))
-            emit(mt, v, e->t);
+            unit_hit(mt, v, &e->u);
         if (is_ip) {
             unsigned char k[17];
             k[0] = ip.family;
             memcpy(k + 1, ip.addr, 16);
             if ((e = hm_get(v, &v->exact, 'I', k, 17)))
-                emit(mt, v, e->t);
+                unit_hit(mt, v, &e->u);
         }
     }
     walk_trie(mt, v, &v->prefix, s, n, 0, s, n);
@@ -719,12 +660,12 @@ static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
     for (uint32_t i = 0; i < v->nwc_unanchored; i++) {
         const wc_entry *w = &v->wcs[v->wc_unanchored_off + i];
         if (ebp_glob_match(w->g, s, n))
-            emit(mt, v, w->t);
+            unit_hit(mt, v, &w->u);
     }
     if (is_ip)
         for (uint32_t i = 0; i < v->ncidrs; i++)
             if (ebp_cidr_contains(&v->cidrs[i].c, &ip))
-                emit(mt, v, v->cidrs[i].t);
+                unit_hit(mt, v, &v->cidrs[i].u);
     const unsigned char *f = s;
     size_t fn = n;
     if (v->flags & VM_FOLD) {
@@ -734,7 +675,7 @@ static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
         }
         f = mt->fbuf;
         if (v->eic.count && (e = hm_get(v, &v->eic, 'F', f, fn)))
-            emit(mt, v, e->t);
+            unit_hit(mt, v, &e->u);
         walk_trie(mt, v, &v->prefix_eic, f, fn, 0, f, fn);
         walk_trie(mt, v, &v->suffix_eic, f, fn, 1, f, fn);
     }
@@ -753,11 +694,12 @@ static int range_match(const range_entry *r, double d)
 
 static void vm_num(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n)
 {
-    emit_common(mt, v);
+    if (v->has_exists)
+        unit_hit(mt, v, &v->u_exists);
     if (!(v->flags & VM_NUM)) {
         /* string-shaped anything-but still matches numbers */
         for (uint32_t i = 0; i < v->nabs; i++)
-            emit(mt, v, v->abs[i].t);
+            unit_hit(mt, v, &v->abs[i].u);
         return;
     }
     double d;
@@ -769,11 +711,10 @@ static void vm_num(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
         else
             e = hm_get(v, &v->exact, 'T', s, n);
         if (e)
-            emit(mt, v, e->t);
+            unit_hit(mt, v, &e->u);
     }
     if (finite && v->nranges) {
-        if (v->nbounds || v->slots) {
-            /* binary search the elementary intervals */
+        if (v->slot_off) {
             uint32_t lo = 0, hi = v->nbounds;
             while (lo < hi) {
                 uint32_t mid = (lo + hi) / 2;
@@ -783,12 +724,12 @@ static void vm_num(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
                     hi = mid;
             }
             uint32_t slot = (lo < v->nbounds && v->bounds[lo] == d) ? 2 * lo + 1 : 2 * lo;
-            if (v->slots[slot].n)
-                emit(mt, v, v->slots[slot]);
+            for (uint32_t k = v->slot_off[slot]; k < v->slot_off[slot + 1]; k++)
+                unit_hit(mt, v, &v->ranges[v->slot_items[k]].u);
         } else {
             for (uint32_t i = 0; i < v->nranges; i++)
                 if (range_match(&v->ranges[i], d))
-                    emit(mt, v, v->ranges[i].t);
+                    unit_hit(mt, v, &v->ranges[i].u);
         }
     }
     for (uint32_t i = 0; i < v->nabs; i++) {
@@ -798,18 +739,43 @@ static void vm_num(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
             for (size_t k = 0; k < a->cond->nv && !excluded; k++)
                 excluded = a->cond->ds[k] == d;
         if (!excluded)
-            emit(mt, v, a->t);
+            unit_hit(mt, v, &a->u);
     }
 }
 
 static void vm_lit(eb_matcher *mt, const vm *v, unsigned char c)
 {
-    emit_common(mt, v);
-    tlist l = c == 't' ? v->t_true : c == 'f' ? v->t_false : v->t_null;
-    if (l.n)
-        emit(mt, v, l);
+    if (v->has_exists)
+        unit_hit(mt, v, &v->u_exists);
+    if (c == 't' && v->has_true)
+        unit_hit(mt, v, &v->u_true);
+    else if (c == 'f' && v->has_false)
+        unit_hit(mt, v, &v->u_false);
+    else if (c == 'n' && v->has_null)
+        unit_hit(mt, v, &v->u_null);
     for (uint32_t i = 0; i < v->nabs; i++)
-        emit(mt, v, v->abs[i].t);
+        unit_hit(mt, v, &v->abs[i].u);
+}
+
+static inline void leaf_str(eb_matcher *mt, const node *n, const unsigned char *s, size_t len)
+{
+    presence(mt, n->path_id);
+    if (n->vm)
+        vm_str(mt, n->vm, s, len);
+}
+
+static inline void leaf_num(eb_matcher *mt, const node *n, const unsigned char *s, size_t len)
+{
+    presence(mt, n->path_id);
+    if (n->vm)
+        vm_num(mt, n->vm, s, len);
+}
+
+static inline void leaf_lit(eb_matcher *mt, const node *n, unsigned char c)
+{
+    presence(mt, n->path_id);
+    if (n->vm)
+        vm_lit(mt, n->vm, c);
 }
 
 /* ---- the reader, twice ------------------------------------------------------------------ */
@@ -840,8 +806,7 @@ typedef struct {
 static int ps_add(pset *s, const uint64_t *pos, const uint64_t *neg)
 {
     size_t nw = s->nw;
-    /* dominated by an existing element? (more pos, less neg is better) */
-    for (size_t i = 0; i < s->n; i++) {
+    for (size_t i = 0; i < s->n; i++) { /* dominated? (more pos, less neg is better) */
         const uint64_t *p = s->w + i * 2 * nw, *q = p + nw;
         int dom = 1;
         for (size_t k = 0; k < nw && dom; k++)
@@ -849,9 +814,8 @@ static int ps_add(pset *s, const uint64_t *pos, const uint64_t *neg)
         if (dom)
             return 0;
     }
-    /* drop elements it dominates */
     size_t j = 0;
-    for (size_t i = 0; i < s->n; i++) {
+    for (size_t i = 0; i < s->n; i++) { /* drop what it dominates */
         uint64_t *p = s->w + i * 2 * nw, *q = p + nw;
         int dom = 1;
         for (size_t k = 0; k < nw && dom; k++)
@@ -878,22 +842,25 @@ static int ps_add(pset *s, const uint64_t *pos, const uint64_t *neg)
 }
 
 typedef struct {
+    uint32_t field;
+    uint32_t presence;
+    const rec *r;
+} dhit;
+
+typedef struct {
     eb_matcher *mt;
-    hit **h; /* sorted by trail */
     size_t nw;
     int oom;
 } dpctx;
 
-static inline uint32_t tr_at(const dpctx *c, const hit *h, size_t i)
+static inline uint32_t tr_at(const dpctx *c, const dhit *h, size_t i)
 {
-    return c->mt->trails[h->trail_off + i];
+    return c->mt->trails[h->r->trail_off + i];
 }
 
-static int hit_cmp_ctx(const void *a, const void *b, void *ctx)
+static int dhit_cmp(const dpctx *c, const dhit *x, const dhit *y)
 {
-    const dpctx *c = ctx;
-    const hit *x = *(hit *const *)a, *y = *(hit *const *)b;
-    size_t lx = 2 * x->trail_len, ly = 2 * y->trail_len, m = lx < ly ? lx : ly;
+    size_t lx = 2 * x->r->trail_len, ly = 2 * y->r->trail_len, m = lx < ly ? lx : ly;
     for (size_t i = 0; i < m; i++) {
         uint32_t u = tr_at(c, x, i), v = tr_at(c, y, i);
         if (u != v)
@@ -902,14 +869,13 @@ static int hit_cmp_ctx(const void *a, const void *b, void *ctx)
     return (lx > ly) - (lx < ly);
 }
 
-static void sort_hits(dpctx *c, hit **h, size_t n)
+static void sort_hits(dpctx *c, dhit *h, size_t n, dhit *tmp)
 {
-    /* insertion sort for small sets, else a simple merge sort */
-    if (n < 32) {
+    if (n < 24) {
         for (size_t i = 1; i < n; i++) {
-            hit *x = h[i];
+            dhit x = h[i];
             size_t j = i;
-            while (j && hit_cmp_ctx(&h[j - 1], &x, c) > 0) {
+            while (j && dhit_cmp(c, &h[j - 1], &x) > 0) {
                 h[j] = h[j - 1];
                 j--;
             }
@@ -918,26 +884,22 @@ static void sort_hits(dpctx *c, hit **h, size_t n)
         return;
     }
     size_t mid = n / 2;
-    sort_hits(c, h, mid);
-    sort_hits(c, h + mid, n - mid);
-    hit **tmp = malloc(n * sizeof *tmp);
-    if (!tmp) {
-        c->oom = 1;
-        return;
-    }
+    sort_hits(c, h, mid, tmp);
+    sort_hits(c, h + mid, n - mid, tmp);
     size_t i = 0, j = mid, k = 0;
     while (i < mid && j < n)
-        tmp[k++] = hit_cmp_ctx(&h[j], &h[i], c) < 0 ? h[j++] : h[i++];
+        tmp[k++] = dhit_cmp(c, &h[j], &h[i]) < 0 ? h[j++] : h[i++];
     while (i < mid)
         tmp[k++] = h[i++];
     while (j < n)
         tmp[k++] = h[j++];
-    memcpy(h, tmp, n * sizeof *tmp);
-    free(tmp);
+    memcpy(h, tmp, n * sizeof *h);
 }
 
-/* Solve the subtree of hits h[0..n), all sharing a trail prefix of d pairs. */
-static int dp_solve(dpctx *c, hit **h, size_t n, size_t d, const uint64_t *bpos, const uint64_t *bneg, pset *out)
+/* Solve the subtree of hits h[0..n), all sharing a trail prefix of d pairs:
+ * every Pareto-best (positive fields found, exists:false fields spoiled). */
+static int dp_solve(dpctx *c, const dhit *h, size_t n, size_t d, const uint64_t *bpos, const uint64_t *bneg,
+                    pset *out)
 {
     size_t nw = c->nw;
     uint64_t *base = calloc(2 * nw, sizeof(uint64_t));
@@ -948,19 +910,18 @@ static int dp_solve(dpctx *c, hit **h, size_t n, size_t d, const uint64_t *bpos,
     if (bneg)
         memcpy(base + nw, bneg, nw * sizeof(uint64_t));
     size_t i = 0;
-    while (i < n && h[i]->trail_len == d) {
-        uint64_t bit = (uint64_t)1 << (h[i]->field & 63);
-        base[(h[i]->presence ? nw : 0) + (h[i]->field >> 6)] |= bit;
+    while (i < n && h[i].r->trail_len == d) {
+        base[(h[i].presence ? nw : 0) + (h[i].field >> 6)] |= (uint64_t)1 << (h[i].field & 63);
         i++;
     }
     pset acc = {.nw = nw};
     int rc = ps_add(&acc, base, base + nw);
     free(base);
     while (!rc && i < n) {
-        /* one array: hits whose pair d has the same array id */
-        uint32_t aid = tr_at(c, h[i], 2 * d);
+        /* one array: the hits whose pair d names the same array */
+        uint32_t aid = tr_at(c, &h[i], 2 * d);
         size_t j = i;
-        while (j < n && tr_at(c, h[j], 2 * d) == aid)
+        while (j < n && tr_at(c, &h[j], 2 * d) == aid)
             j++;
         pset opts = {.nw = nw};
         uint64_t *none = calloc(2 * nw, sizeof(uint64_t));
@@ -968,16 +929,17 @@ static int dp_solve(dpctx *c, hit **h, size_t n, size_t d, const uint64_t *bpos,
             rc = -1;
             break;
         }
+        /* choosing no element: every value under it stays consistent */
         for (size_t k = i; k < j; k++)
-            if (h[k]->presence)
-                none[nw + (h[k]->field >> 6)] |= (uint64_t)1 << (h[k]->field & 63);
+            if (h[k].presence)
+                none[nw + (h[k].field >> 6)] |= (uint64_t)1 << (h[k].field & 63);
         rc = ps_add(&opts, none, none + nw);
         free(none);
         size_t e = i;
         while (!rc && e < j) {
-            uint32_t idx = tr_at(c, h[e], 2 * d + 1);
+            uint32_t idx = tr_at(c, &h[e], 2 * d + 1);
             size_t f = e;
-            while (f < j && tr_at(c, h[f], 2 * d + 1) == idx)
+            while (f < j && tr_at(c, &h[f], 2 * d + 1) == idx)
                 f++;
             pset sub = {.nw = nw};
             rc = dp_solve(c, h + e, f - e, d + 1, NULL, NULL, &sub);
@@ -986,7 +948,6 @@ static int dp_solve(dpctx *c, hit **h, size_t n, size_t d, const uint64_t *bpos,
             free(sub.w);
             e = f;
         }
-        /* acc = acc x opts */
         pset nacc = {.nw = nw};
         uint64_t *tmp = rc ? NULL : malloc(2 * nw * sizeof(uint64_t));
         if (!rc && !tmp)
@@ -1016,7 +977,7 @@ static int final_ok(const sr_t *S, const uint64_t *pos, const uint64_t *neg)
     for (uint32_t f = 0; f < S->nfields; f++) {
         uint64_t bit = (uint64_t)1 << (f & 63);
         int p = (pos[f >> 6] & bit) != 0, q = (neg[f >> 6] & bit) != 0;
-        switch (S->kinds[f]) {
+        switch (S->fields[f].kind) {
         case FK_POS:
             if (!p)
                 return 0;
@@ -1033,107 +994,128 @@ static int final_ok(const sr_t *S, const uint64_t *pos, const uint64_t *neg)
     return 1;
 }
 
-static int dp_check(eb_matcher *mt, const sr_t *S, const sr_state *st)
+static inline uint8_t pred_state(const eb_matcher *mt, uint32_t p)
 {
-    size_t nw = S->nwords;
-    const uint64_t *P = mt->words + st->bits, *R = P + 2 * nw;
-    size_t n = 0;
-    for (uint32_t k = st->hit_head; k; k = mt->hits[k - 1].next)
-        n++;
-    hit **h = malloc((n ? n : 1) * sizeof *h);
-    if (!h) {
-        mt->oom = 1;
-        return 0;
+    return mt->pred_epoch[p] == mt->epoch ? mt->pred_flags[p] : 0;
+}
+
+static inline uint8_t path_state(const eb_matcher *mt, uint32_t p)
+{
+    return mt->path_epoch[p] == mt->epoch ? mt->path_flags[p] : 0;
+}
+
+static int dp_check(eb_matcher *mt, const sr_t *S)
+{
+    size_t nw = ((size_t)S->nfields + 63) / 64;
+    uint64_t *base = calloc(2 * nw, sizeof(uint64_t));
+    ebp_vec hits;
+    ebp_vec_init(&hits, sizeof(dhit));
+    int ok = 0, fail = !base;
+    for (uint32_t f = 0; f < S->nfields && !fail; f++) {
+        const field_rec *fr = &S->fields[f];
+        uint64_t bit = (uint64_t)1 << (f & 63);
+        if (fr->kind != FK_NEG) {
+            int root = 0;
+            for (uint32_t k = 0; k < fr->npreds; k++)
+                root |= pred_state(mt, fr->preds[k]) & 1;
+            if (root) {
+                base[f >> 6] |= bit;
+            } else {
+                for (uint32_t k = 0; k < fr->npreds && !fail; k++) {
+                    uint32_t p = fr->preds[k];
+                    if (mt->pred_epoch[p] != mt->epoch)
+                        continue;
+                    for (uint32_t r = mt->pred_head[p]; r && !fail; r = mt->recs[r - 1].next) {
+                        dhit *h = ebp_vec_push(&hits);
+                        if (!h)
+                            fail = 1;
+                        else
+                            *h = (dhit){f, 0, &mt->recs[r - 1]};
+                    }
+                }
+            }
+        }
+        if (fr->kind != FK_POS) {
+            uint8_t ps = path_state(mt, fr->path_id);
+            if (ps & 1)
+                base[nw + (f >> 6)] |= bit;
+            if (ps)
+                for (uint32_t r = mt->path_head[fr->path_id]; r && !fail; r = mt->recs[r - 1].next) {
+                    dhit *h = ebp_vec_push(&hits);
+                    if (!h)
+                        fail = 1;
+                    else
+                        *h = (dhit){f, 1, &mt->recs[r - 1]};
+                }
+        }
     }
-    n = 0;
-    for (uint32_t k = st->hit_head; k; k = mt->hits[k - 1].next)
-        h[n++] = &mt->hits[k - 1];
-    dpctx c = {.mt = mt, .h = h, .nw = nw};
-    sort_hits(&c, h, n);
+    dpctx c = {.mt = mt, .nw = nw};
+    dhit *tmp = fail ? NULL : malloc((hits.len ? hits.len : 1) * sizeof(dhit));
     pset res = {.nw = nw};
-    int ok = 0;
-    if (!c.oom && !dp_solve(&c, h, n, 0, P, R, &res)) {
-        for (size_t i = 0; i < res.n && !ok; i++)
-            ok = final_ok(S, res.w + i * 2 * nw, res.w + i * 2 * nw + nw);
+    if (!fail && tmp) {
+        sort_hits(&c, hits.items, hits.len, tmp);
+        if (!dp_solve(&c, hits.items, hits.len, 0, base, base + nw, &res)) {
+            for (size_t i = 0; i < res.n && !ok; i++)
+                ok = final_ok(S, res.w + i * 2 * nw, res.w + i * 2 * nw + nw);
+        } else {
+            mt->oom = 1;
+        }
     } else {
         mt->oom = 1;
     }
     free(res.w);
-    free(h);
+    free(tmp);
+    free(base);
+    ebp_vec_free(&hits);
     return ok;
 }
 
 /* ---- evaluation ------------------------------------------------------------------------------ */
 enum { EV_NO = 0, EV_YES = 1, EV_DP = 2 };
 
-static int evaluate(eb_matcher *mt, uint32_t sr)
+/* Check every field of a candidate sub-rule against the marks. */
+static int evaluate(const eb_matcher *mt, const sr_t *S)
 {
-    const sr_t *S = snap_sr(mt->snap, sr);
-    if (!S->rule)
-        return EV_NO;
-    const sr_state *st = &mt->srs[sr];
-    if (st->epoch != mt->epoch)
-        return S->npos == 0 ? EV_YES : EV_NO;
-    if (st->flags & SRF_MATCH)
-        return EV_YES;
-    if (st->flags & SRF_DEAD)
-        return EV_NO;
-    if (st->count < S->npos)
-        return EV_NO;
-    size_t nw = S->nwords;
-    const uint64_t *P = mt->words + st->bits, *A = P + nw, *R = A + nw, *Q = R + nw;
     unsigned arrays = 0;
     int qneed = 0;
     for (uint32_t f = 0; f < S->nfields; f++) {
-        uint32_t w = f >> 6;
-        uint64_t bit = (uint64_t)1 << (f & 63);
-        int p = (P[w] & bit) != 0, a = (A[w] & bit) != 0, r = (R[w] & bit) != 0, q = (Q[w] & bit) != 0;
-        switch (S->kinds[f]) {
+        const field_rec *fr = &S->fields[f];
+        uint8_t pos = 0;
+        for (uint32_t k = 0; k < fr->npreds; k++)
+            pos |= pred_state(mt, fr->preds[k]);
+        int p = pos & 1, a = (pos & 2) && !p;
+        switch (fr->kind) {
         case FK_POS:
+            if (!p && !a)
+                return EV_NO;
             if (!p)
                 arrays++;
             break;
-        case FK_NEG:
-            if (r)
+        case FK_NEG: {
+            uint8_t ps = path_state(mt, fr->path_id);
+            if (ps & 1)
                 return EV_NO;
-            if (q)
+            if (ps & 2)
                 qneed = 1;
             break;
-        default: /* FK_MIX */
+        }
+        default: { /* FK_MIX: a value meeting a condition, or no value at all */
             if (p)
                 break;
-            if (r) {
+            uint8_t ps = path_state(mt, fr->path_id);
+            if (ps & 1) {
                 if (!a)
                     return EV_NO;
                 arrays++;
-            } else if (q) {
+            } else if (ps & 2) {
                 qneed = 1;
             }
+        }
         }
     }
     if (!qneed && arrays <= 1)
         return EV_YES;
     return EV_DP;
-}
-
-static void add_result(eb_matcher *mt, uint32_t sr)
-{
-    const sr_t *S = snap_sr(mt->snap, sr);
-    const rule_rec *r = S->rule;
-    if (mt->rule_epoch[r->slot] == mt->epoch)
-        return;
-    mt->rule_epoch[r->slot] = mt->epoch;
-    if (mt->nout == mt->out_cap && grow((void **)&mt->out, &mt->out_cap, mt->nout + 1, sizeof *mt->out)) {
-        mt->oom = 1;
-        return;
-    }
-    mt->out[mt->nout++] = r->key;
-}
-
-static int rule_done(const eb_matcher *mt, uint32_t sr)
-{
-    const sr_t *S = snap_sr(mt->snap, sr);
-    return S->rule && mt->rule_epoch[S->rule->slot] == mt->epoch;
 }
 
 /* ---- public API ----------------------------------------------------------------------------------- */
@@ -1150,10 +1132,15 @@ void eb_matcher_free(eb_matcher *mt)
 {
     if (!mt)
         return;
-    free(mt->srs);
+    free(mt->pred_epoch);
+    free(mt->pred_head);
+    free(mt->pred_flags);
+    free(mt->path_epoch);
+    free(mt->path_head);
+    free(mt->path_flags);
+    free(mt->sr_epoch);
     free(mt->rule_epoch);
-    free(mt->words);
-    free(mt->hits);
+    free(mt->recs);
     free(mt->trails);
     free(mt->cands);
     free(mt->dp);
@@ -1174,23 +1161,44 @@ void eb_matcher_set_max_depth(eb_matcher *mt, unsigned depth)
     mt->max_depth = depth;
 }
 
+static int grow_zero(void **p, size_t have, size_t want, size_t isz)
+{
+    void *n = realloc(*p, want * isz);
+    if (!n)
+        return -1;
+    memset((char *)n + have * isz, 0, (want - have) * isz);
+    *p = n;
+    return 0;
+}
+
 static int prepare(eb_matcher *mt, const eb_snapshot *s)
 {
+    size_t np = s->npred_cap + 1, nh = s->npath_cap + 1;
     size_t nsr = (size_t)s->nsr_chunks * CHUNK, nrules = (size_t)s->nrule_chunks * CHUNK;
-    if (nsr > mt->srs_cap) {
-        sr_state *n = realloc(mt->srs, nsr * sizeof *n);
-        if (!n)
+    if (np > mt->preds_cap) {
+        size_t want = np + np / 2;
+        if (grow_zero((void **)&mt->pred_epoch, mt->preds_cap, want, sizeof(uint32_t)) ||
+            grow_zero((void **)&mt->pred_head, mt->preds_cap, want, sizeof(uint32_t)) ||
+            grow_zero((void **)&mt->pred_flags, mt->preds_cap, want, sizeof(uint8_t)))
             return -1;
-        memset(n + mt->srs_cap, 0, (nsr - mt->srs_cap) * sizeof *n);
-        mt->srs = n;
+        mt->preds_cap = want;
+    }
+    if (nh > mt->paths_cap) {
+        size_t want = nh + nh / 2;
+        if (grow_zero((void **)&mt->path_epoch, mt->paths_cap, want, sizeof(uint32_t)) ||
+            grow_zero((void **)&mt->path_head, mt->paths_cap, want, sizeof(uint32_t)) ||
+            grow_zero((void **)&mt->path_flags, mt->paths_cap, want, sizeof(uint8_t)))
+            return -1;
+        mt->paths_cap = want;
+    }
+    if (nsr > mt->srs_cap) {
+        if (grow_zero((void **)&mt->sr_epoch, mt->srs_cap, nsr, sizeof(uint32_t)))
+            return -1;
         mt->srs_cap = nsr;
     }
     if (nrules > mt->rules_cap) {
-        uint32_t *n = realloc(mt->rule_epoch, nrules * sizeof *n);
-        if (!n)
+        if (grow_zero((void **)&mt->rule_epoch, mt->rules_cap, nrules, sizeof(uint32_t)))
             return -1;
-        memset(n + mt->rules_cap, 0, (nrules - mt->rules_cap) * sizeof *n);
-        mt->rule_epoch = n;
         mt->rules_cap = nrules;
     }
     return 0;
@@ -1199,11 +1207,13 @@ static int prepare(eb_matcher *mt, const eb_snapshot *s)
 static void next_epoch(eb_matcher *mt)
 {
     if (++mt->epoch == 0) { /* wrapped: clear every stamp */
-        memset(mt->srs, 0, mt->srs_cap * sizeof *mt->srs);
-        memset(mt->rule_epoch, 0, mt->rules_cap * sizeof *mt->rule_epoch);
+        memset(mt->pred_epoch, 0, mt->preds_cap * sizeof(uint32_t));
+        memset(mt->path_epoch, 0, mt->paths_cap * sizeof(uint32_t));
+        memset(mt->sr_epoch, 0, mt->srs_cap * sizeof(uint32_t));
+        memset(mt->rule_epoch, 0, mt->rules_cap * sizeof(uint32_t));
         mt->epoch = 1;
     }
-    mt->nwords = mt->nhits = mt->ntrails = mt->ncands = 0;
+    mt->nrecs = mt->ntrails = mt->ncands = 0;
     mt->tdepth = 0;
     mt->next_array = 0;
     mt->trail_valid = 0;
@@ -1272,6 +1282,18 @@ static eb_status set_err(eb_matcher *mt, eb_error *err, eb_status code)
     return code;
 }
 
+static void consider(eb_matcher *mt, uint32_t sr)
+{
+    const sr_t *S = snap_sr(mt->snap, sr);
+    if (!S->rule || mt->rule_epoch[S->rule->slot] == mt->epoch)
+        return;
+    int ev = evaluate(mt, S);
+    if (ev == EV_YES)
+        add_result(mt, S);
+    else if (ev == EV_DP && push_u32(&mt->dp, &mt->ndp, &mt->dp_cap, sr))
+        mt->oom = 1;
+}
+
 eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_t len, unsigned flags,
                    const uint64_t **keys, size_t *nkeys, eb_error *err)
 {
@@ -1287,65 +1309,26 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
     next_epoch(mt);
     if (read_event(mt, json, len, flags))
         return set_err(mt, err, EB_ERR_EVENT);
-    if (mt->oom)
-        return set_err(mt, err, EB_ERR_NOMEM);
-    /* evaluate */
     mt->ndp = 0;
-    for (size_t i = 0; i < mt->ncands; i++) {
-        uint32_t sr = mt->cands[i];
-        if (rule_done(mt, sr))
-            continue;
-        int ev = evaluate(mt, sr);
-        if (ev == EV_YES)
-            add_result(mt, sr);
-        else if (ev == EV_DP && push_u32(&mt->dp, &mt->ndp, &mt->dp_cap, sr))
-            mt->oom = 1;
-    }
-    for (uint32_t i = 0; i < s->nalways; i++) {
-        uint32_t sr = s->always[i];
-        if (rule_done(mt, sr))
-            continue;
-        int ev = evaluate(mt, sr);
-        if (ev == EV_YES)
-            add_result(mt, sr);
-        else if (ev == EV_DP && push_u32(&mt->dp, &mt->ndp, &mt->dp_cap, sr))
-            mt->oom = 1;
-    }
+    for (size_t i = 0; i < mt->ncands; i++)
+        consider(mt, mt->cands[i]);
+    for (uint32_t i = 0; i < s->nalways; i++)
+        consider(mt, s->always[i]);
     if (mt->ndp && !mt->oom) {
-        /* pass 2: re-read recording where values sat, then solve exactly */
-        size_t nout = mt->nout;
-        uint64_t *saved = malloc((nout ? nout : 1) * sizeof *saved);
-        if (!saved)
-            return set_err(mt, err, EB_ERR_NOMEM);
-        if (nout)
-            memcpy(saved, mt->out, nout * sizeof *saved);
+        /* pass 2: re-read recording where values sat, then solve exactly.
+         * Results and rule stamps of pass 1 carry over to the new epoch. */
         next_epoch(mt);
         mt->record = 1;
         int rc = read_event(mt, json, len, flags);
         mt->record = 0;
-        if (rc) {
-            free(saved);
+        if (rc)
             return set_err(mt, err, EB_ERR_EVENT);
-        }
-        /* restore pass-1 results and mark their rules done */
-        mt->nout = 0;
-        for (size_t i = 0; i < nout; i++) {
-            if (mt->nout == mt->out_cap && grow((void **)&mt->out, &mt->out_cap, mt->nout + 1, sizeof *mt->out))
-                mt->oom = 1;
-            else
-                mt->out[mt->nout++] = saved[i];
-        }
-        free(saved);
         for (size_t i = 0; i < mt->ndp; i++) {
-            uint32_t sr = mt->dp[i];
-            const sr_t *S = snap_sr(s, sr);
+            const sr_t *S = snap_sr(s, mt->dp[i]);
             int done = 0;
             for (size_t k = 0; k < mt->nout && !done; k++)
                 done = mt->out[k] == S->rule->key;
-            if (done)
-                continue;
-            const sr_state *st = &mt->srs[sr];
-            if (st->epoch == mt->epoch && dp_check(mt, S, st)) {
+            if (!done && dp_check(mt, S)) {
                 if (mt->nout == mt->out_cap &&
                     grow((void **)&mt->out, &mt->out_cap, mt->nout + 1, sizeof *mt->out))
                     mt->oom = 1;

@@ -4,35 +4,29 @@
 
 #include "machine.h"
 
+/* pass 2: one place (array trail) where a predicate held or a path had a value */
 typedef struct {
-    uint32_t epoch;
-    uint16_t count; /* distinct FK_POS fields with a value */
-    uint16_t flags;
-    uint32_t bits;  /* offset of this sub-rule's 4 bitsets in mt->words */
-    uint32_t hit_head; /* recorded hits (pass 2): index+1, 0 = none */
-} sr_state;
-
-enum { SRF_MATCH = 1, SRF_DEAD = 2, SRF_CAND = 4 };
-
-typedef struct {
-    uint32_t field;
     uint32_t trail_off;
     uint32_t trail_len; /* in (array id, index) pairs */
-    uint32_t presence;
-    uint32_t next;      /* index+1 of the next hit of the same sub-rule */
-} hit;
+    uint32_t next;      /* index+1 of the next record of the same predicate/path */
+} rec;
 
 struct eb_matcher {
     const eb_snapshot *snap;
     uint32_t epoch;
-    sr_state *srs;
+    /* per predicate / path / sub-rule / rule, valid when *_epoch == epoch */
+    uint32_t *pred_epoch, *pred_head;
+    uint8_t *pred_flags; /* 1: held for a top-level value, 2: for a value inside an array */
+    size_t preds_cap;
+    uint32_t *path_epoch, *path_head;
+    uint8_t *path_flags; /* 1: a value at top level, 2: a value inside an array */
+    size_t paths_cap;
+    uint32_t *sr_epoch;
     size_t srs_cap;
     uint32_t *rule_epoch;
     size_t rules_cap;
-    uint64_t *words;
-    size_t nwords, words_cap;
-    hit *hits;
-    size_t nhits, hits_cap;
+    rec *recs;
+    size_t nrecs, recs_cap;
     uint32_t *trails;
     size_t ntrails, trails_cap;
     uint32_t *cands;
@@ -47,7 +41,7 @@ struct eb_matcher {
     uint32_t next_array;
     uint32_t cur_trail_off;
     int trail_valid;
-    int record;       /* pass 2: record hits for the array-consistency check */
+    int record; /* pass 2 */
     unsigned char *sbuf;
     size_t sbuf_cap;
     unsigned char *fbuf;
@@ -56,10 +50,8 @@ struct eb_matcher {
     size_t vstack_words;
     unsigned max_depth;
     int oom;
-    /* error */
     const char *err;
     size_t err_off;
-    char errbuf[160];
 };
 
 #endif

@@ -249,7 +249,7 @@ static int RDF(value_)(rd *r, const node *n, int last)
     const unsigned char *p = r->p, *end = r->end;
     if (p >= end)
         return RDF(fail_)(r, p, "unexpected end of input, expected a value");
-    const vm *v = n->vm;
+    const int leaf = n->path_id != UINT32_MAX;
     unsigned char c = *p;
     switch (c) {
     case '"': {
@@ -258,14 +258,14 @@ static int RDF(value_)(rd *r, const node *n, int last)
         if (!q)
             return -1;
         r->p = q + 1;
-        if (v) {
+        if (leaf) {
             if (!esc) {
-                vm_str(mt, v, p + 1, (size_t)(q - p - 1));
+                leaf_str(mt, n, p + 1, (size_t)(q - p - 1));
             } else {
                 size_t len;
                 if (unescape(mt, p + 1, q, &len))
                     return RDF(fail_)(r, p, "out of memory");
-                vm_str(mt, v, mt->sbuf, len);
+                leaf_str(mt, n, mt->sbuf, len);
             }
         }
         return 0;
@@ -332,8 +332,8 @@ static int RDF(value_)(rd *r, const node *n, int last)
         if ((size_t)(end - p) < wl || memcmp(p, w, wl))
             return RDF(fail_)(r, p, "invalid literal");
         r->p = p + wl;
-        if (v)
-            vm_lit(mt, v, c);
+        if (leaf)
+            leaf_lit(mt, n, c);
         return 0;
     }
     default: {
@@ -350,8 +350,8 @@ static int RDF(value_)(rd *r, const node *n, int last)
             return RDF(fail_)(r, p, "unexpected character, expected a value");
 #endif
         r->p = p + len;
-        if (v)
-            vm_num(mt, v, p, len);
+        if (leaf)
+            leaf_num(mt, n, p, len);
         return 0;
     }
     }
