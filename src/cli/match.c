@@ -77,6 +77,7 @@ static rule *load_rules(const char *path, eb_machine *m, size_t *nrules)
     }
     p = ws(p + 1, end);
     rule *rules = NULL;
+    eb_pattern **pats = NULL;
     size_t n = 0, cap = 0;
     int ok = 1;
     while (p < end && *p != '}') {
@@ -86,26 +87,26 @@ static rule *load_rules(const char *path, eb_machine *m, size_t *nrules)
         p = ws(ke, end);
         p = ws(p + 1, end); /* ':' */
         const char *ve = value_end(p, end);
-        eb_pattern *pat = NULL;
-        if (eb_pattern_compile(p, (size_t)(ve - p), &pat, &err) != EB_OK) {
-            fprintf(stderr, "ebridge: rule %s: %s\n", key ? json_string_value(key) : "?", err.message);
-            ok = 0;
-        } else if (eb_machine_add(m, n, pat) != EB_OK) {
-            fputs("ebridge: out of memory\n", stderr);
-            ok = 0;
-        }
-        eb_pattern_free(pat);
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
             rule *nr = realloc(rules, cap * sizeof *nr);
-            if (!nr) {
+            eb_pattern **np = nr ? realloc(pats, cap * sizeof *np) : NULL;
+            if (nr)
+                rules = nr;
+            if (np)
+                pats = np;
+            if (!nr || !np) {
                 json_decref(key);
                 ok = 0;
                 break;
             }
-            rules = nr;
         }
         const char *name = key ? json_string_value(key) : "";
+        pats[n] = NULL;
+        if (eb_pattern_compile(p, (size_t)(ve - p), &pats[n], &err) != EB_OK) {
+            fprintf(stderr, "ebridge: rule %s: %s\n", name ? name : "?", err.message);
+            ok = 0;
+        }
         rules[n].name = strdup(name ? name : "");
         rules[n].count = 0;
         n++;
@@ -114,6 +115,24 @@ static rule *load_rules(const char *path, eb_machine *m, size_t *nrules)
         if (p < end && *p == ',')
             p = ws(p + 1, end);
     }
+    if (ok && n) {
+        /* one batch: the machine is built once, not once per rule */
+        uint64_t *keys = malloc(n * sizeof *keys);
+        if (!keys) {
+            ok = 0;
+        } else {
+            for (size_t i = 0; i < n; i++)
+                keys[i] = i;
+            if (eb_machine_add_batch(m, n, keys, (const eb_pattern *const *)pats) != EB_OK) {
+                fputs("ebridge: out of memory\n", stderr);
+                ok = 0;
+            }
+            free(keys);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        eb_pattern_free(pats[i]);
+    free(pats);
     free(text);
     if (!ok) {
         for (size_t i = 0; i < n; i++)
