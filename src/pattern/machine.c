@@ -279,6 +279,7 @@ typedef struct pred_rec {
     const struct eb_pattern *pat; /* ... and its pattern (referenced) */
     ebp_target *acc;              /* sub-rules this is the access predicate for */
     uint32_t nacc, cap;
+    uint32_t nsingle; /* of those, single-field sub-rules */
     char *key; /* canonical form of the condition */
     uint32_t klen;
 } pred_rec;
@@ -317,6 +318,8 @@ struct eb_machine {
     uint32_t next_sr, next_slot, next_pred, next_path;
     uint32_t *sr_gen; /* current generation per sub-rule id */
     uint32_t sr_gen_cap;
+    pred_rec **pred_tab; /* by predicate id */
+    uint32_t pred_tab_cap;
 };
 
 static int id_push(idlist *l, uint32_t v)
@@ -559,6 +562,22 @@ static pred_rec *pred_get(eb_machine *m, path_rec *pr, const ebp_cond *c, const 
         pr->cap = nc;
     }
     p->id = id_take(&m->free_pred, &m->next_pred);
+    if (p->id >= m->pred_tab_cap) {
+        uint32_t nc = m->pred_tab_cap ? m->pred_tab_cap * 2 : 256;
+        while (nc <= p->id)
+            nc *= 2;
+        pred_rec **nt = realloc(m->pred_tab, nc * sizeof *nt);
+        if (!nt) {
+            id_push(&m->free_pred, p->id);
+            free(key);
+            free(p);
+            return NULL;
+        }
+        memset(nt + m->pred_tab_cap, 0, (nc - m->pred_tab_cap) * sizeof *nt);
+        m->pred_tab = nt;
+        m->pred_tab_cap = nc;
+    }
+    m->pred_tab[p->id] = p;
     p->refs = 1;
     p->cond = c;
     p->pat = pat;
@@ -594,6 +613,7 @@ static void path_compact(eb_machine *m, path_rec *pr)
         if (p->refs) {
             pr->preds[j++] = p;
         } else {
+            m->pred_tab[p->id] = NULL;
             id_push(&m->free_pred, p->id);
             pred_free(p);
             changed = 1;
@@ -606,8 +626,9 @@ static void path_compact(eb_machine *m, path_rec *pr)
     }
 }
 
-static int acc_add(pred_rec *p, ebp_target t)
+static int acc_add(pred_rec *p, ebp_target t, int single)
 {
+    p->nsingle += single != 0;
     if (p->nacc == p->cap) {
         uint32_t nc = p->cap ? p->cap * 2 : 2;
         ebp_target *na = realloc(p->acc, nc * sizeof *na);
@@ -620,11 +641,12 @@ static int acc_add(pred_rec *p, ebp_target t)
     return 0;
 }
 
-static void acc_remove(pred_rec *p, uint32_t sr)
+static void acc_remove(pred_rec *p, uint32_t sr, int single)
 {
     for (uint32_t i = 0; i < p->nacc; i++)
         if (p->acc[i].sr == sr) {
             p->acc[i] = p->acc[--p->nacc];
+            p->nsingle -= single != 0;
             return;
         }
 }
@@ -684,6 +706,7 @@ void eb_machine_free(eb_machine *m)
     free(m->free_pred.v);
     free(m->free_path.v);
     free(m->sr_gen);
+    free(m->pred_tab);
     pthread_mutex_destroy(&m->wlock);
     pthread_mutex_destroy(&m->slock);
     free(m);
@@ -777,7 +800,7 @@ static double kind_weight(ebp_cond_kind k)
 /* Pick the access field of sub-rule i: the positive field whose conditions
  * look most selective (exact values on paths with many distinct values,
  * shared by few other sub-rules as their access). */
-static uint16_t choose_access(const rule_rec *r, uint32_t i, path_rec *const *prs)
+static uint16_t choose_access(const eb_machine *m, const rule_rec *r, uint32_t i, path_rec *const *prs)
 {
     const ebp_sub *sub = &r->pat->subs[i];
     double best = 0;
@@ -795,11 +818,7 @@ static uint16_t choose_access(const rule_rec *r, uint32_t i, path_rec *const *pr
         double share = 0;
         const path_rec *pr = prs[j];
         for (uint32_t k = 0; k < f->npreds; k++)
-            for (uint32_t q = 0; q < pr->npreds; q++)
-                if (pr->preds[q]->id == f->preds[k]) {
-                    share += pr->preds[q]->nacc;
-                    break;
-                }
+            share += m->pred_tab[f->preds[k]]->nacc;
         cost *= (1 + share) / (1.0 + (double)pr->npreds);
         if (!have || cost < best) {
             best = cost;
@@ -810,13 +829,7 @@ static uint16_t choose_access(const rule_rec *r, uint32_t i, path_rec *const *pr
     return bi;
 }
 
-static pred_rec *pred_by_id(path_rec *pr, uint32_t id)
-{
-    for (uint32_t q = 0; q < pr->npreds; q++)
-        if (pr->preds[q]->id == id)
-            return pr->preds[q];
-    return NULL;
-}
+
 
 /* Register an added rule: ids, paths, predicates, access targets. */
 static int rule_register(eb_machine *m, rule_rec *r)
@@ -885,12 +898,13 @@ static int rule_register(eb_machine *m, rule_rec *r)
                     fr[j].preds[fr[j].npreds++] = pd->id;
             }
         }
-        r->access[i] = npos ? choose_access(r, i, prs) : UINT16_MAX;
+        r->access[i] = npos ? choose_access(m, r, i, prs) : UINT16_MAX;
         if (npos) {
             const field_rec *af = &fr[r->access[i]];
             path_rec *pr = prs[r->access[i]];
+            (void)pr;
             for (uint32_t k = 0; k < af->npreds; k++)
-                if (acc_add(pred_by_id(pr, af->preds[k]), (ebp_target){sr, r->sr_gens[i]})) {
+                if (acc_add(m->pred_tab[af->preds[k]], (ebp_target){sr, r->sr_gens[i]}, sub->nfields == 1)) {
                     free(prs);
                     return -1;
                 }
@@ -915,11 +929,11 @@ static void rule_unregister(eb_machine *m, rule_rec *r)
             pr->dirty = 1;
             const field_rec *f = &r->fields[i][j];
             for (uint32_t k = 0; k < f->npreds; k++) {
-                pred_rec *pd = pred_by_id(pr, f->preds[k]);
+                pred_rec *pd = m->pred_tab[f->preds[k]];
                 if (!pd)
                     continue;
                 if (j == r->access[i])
-                    acc_remove(pd, r->sr_ids[i]);
+                    acc_remove(pd, r->sr_ids[i], sub->nfields == 1);
                 pd->refs--;
             }
         }
@@ -1057,7 +1071,10 @@ static int rebuild_paths(eb_machine *m, change *ch, ebp_vec *dead_paths)
             }
             for (uint32_t k = 0; k < pr->npreds; k++) {
                 const pred_rec *p = pr->preds[k];
-                ((vm_input *)in.items)[k] = (vm_input){p->id, p->cond, p->pat, p->acc, p->nacc};
+                /* only single-field sub-rules reach it through access targets: no
+                 * field reads its mark, so matching need not record it */
+                uint32_t mark = p->refs > p->nsingle;
+                ((vm_input *)in.items)[k] = (vm_input){p->id, mark, p->cond, p->pat, p->acc, p->nacc};
             }
             in.len = pr->npreds;
             v = ebp_vm_build(in.items, pr->npreds);
@@ -1163,6 +1180,8 @@ static int publish(eb_machine *m, rule_rec *const *gone, size_t ngone, rule_rec 
             const ebp_sub *sub = &r->pat->subs[i];
             t->rule = r;
             t->fields = r->fields[i];
+            t->key = r->key;
+            t->slot = r->slot;
             t->gen = r->sr_gens[i];
             t->nfields = (uint16_t)sub->nfields;
             t->npos = 0;
@@ -1312,12 +1331,12 @@ static eb_status change_rules(eb_machine *m, size_t n, const uint64_t *keys, con
                     pr->refs++;
                     const field_rec *f = &g->fields[i][j];
                     for (uint32_t k2 = 0; k2 < f->npreds; k2++) {
-                        pred_rec *pd = pred_by_id(pr, f->preds[k2]);
+                        pred_rec *pd = m->pred_tab[f->preds[k2]];
                         if (!pd)
                             continue;
                         pd->refs++;
                         if (j == g->access[i])
-                            acc_add(pd, (ebp_target){g->sr_ids[i], g->sr_gens[i]});
+                            acc_add(pd, (ebp_target){g->sr_ids[i], g->sr_gens[i]}, sub->nfields == 1);
                     }
                 }
             }

@@ -43,16 +43,25 @@ typedef struct {
     uint32_t off, n; /* slice of vm->targets */
 } tlist;
 
-/* One predicate in a vm: its id and the sub-rules it is the access for. */
+/* One predicate in a vm: its id and the sub-rules it is the access for
+ * (one target inline; more in vm->targets). */
 typedef struct {
     uint32_t pred;
-    tlist t;
+    uint16_t mark; /* other fields read this predicate: record it per event */
+    uint16_t pad;
+    uint32_t n;    /* number of targets */
+    union {
+        ebp_target one; /* n == 1 */
+        uint32_t off;   /* n > 1: slice of vm->targets */
+    } t;
 } unit;
 
 /* ---- value matcher per path ---------------------------------------------- */
 typedef struct {
-    uint64_t hash;       /* ebp_hash_bytes(key, klen, tag) */
-    uint32_t koff, klen; /* key bytes in vm->keys; klen == UINT32_MAX: empty slot */
+    uint64_t k8;         /* the key's first 8 bytes, zero padded */
+    uint32_t hash;       /* low bits of ebp_hash_bytes(key, klen, tag) */
+    uint32_t klen;       /* UINT32_MAX: empty slot */
+    uint32_t koff;       /* key bytes in vm->keys (read only when klen > 8) */
     uint32_t tag;        /* 'S' string, 'I' IP address, 'N' double bits, 'T' number text, 'F' folded */
     unit u;
 } hm_entry;
@@ -115,6 +124,7 @@ enum {
 /* What a vm is built from: one entry per predicate at the path. */
 typedef struct {
     uint32_t pred;
+    uint32_t mark; /* see unit.mark */
     const ebp_cond *cond;
     const struct eb_pattern *pat; /* owns cond */
     const ebp_target *targets;
@@ -136,9 +146,16 @@ typedef struct vm {
     uint32_t wc_unanchored_off, nwc_unanchored;
     range_entry *ranges;
     uint32_t nranges;
-    double *bounds;      /* elementary-interval index when nranges is large */
-    uint32_t *slot_off;  /* 2*nbounds+2 offsets into slot_items */
-    uint32_t *slot_items; /* range indexes */
+    /* index, when nranges is large: one-sided ranges sorted so the matches
+     * are a prefix; two-sided ranges in elementary intervals (slot 2i+1 is
+     * the point bounds[i], slot 2i the open interval below it), unless that
+     * would take too much memory (then two_idx is scanned) */
+    uint32_t *lower_idx, nlower; /* ">"/">=" only, by lo ascending, closed first */
+    uint32_t *upper_idx, nupper; /* "<"/"<=" only, by hi descending, closed first */
+    uint32_t *two_idx, ntwo;     /* two-sided, when not in slots */
+    double *bounds;
+    uint32_t *slot_off;          /* 2*nbounds+2 offsets into slot_items */
+    uint32_t *slot_items;        /* range indexes */
     uint32_t nbounds;
     cidr_entry *cidrs;
     uint32_t ncidrs;
@@ -186,6 +203,8 @@ typedef struct {
 typedef struct {
     struct rule_rec *rule; /* NULL: free slot */
     const field_rec *fields;
+    uint64_t key;          /* the rule's key and slot, copied here for matching */
+    uint32_t slot;
     uint32_t gen;
     uint16_t nfields, npos;
     uint16_t access; /* index of the access field (npos > 0) */

@@ -463,58 +463,68 @@ static void record(eb_matcher *mt, uint32_t *head)
 
 static void add_result(eb_matcher *mt, const sr_t *S)
 {
-    const rule_rec *r = S->rule;
-    if (mt->rule_epoch[r->slot] == mt->epoch)
+    if (mt->rule_epoch[S->slot] == mt->epoch)
         return;
-    mt->rule_epoch[r->slot] = mt->epoch;
+    mt->rule_epoch[S->slot] = mt->epoch;
     if (mt->nout == mt->out_cap && grow((void **)&mt->out, &mt->out_cap, mt->nout + 1, sizeof *mt->out)) {
         mt->oom = 1;
         return;
     }
-    mt->out[mt->nout++] = r->key;
+    mt->out[mt->nout++] = S->key;
+}
+
+static inline void wake(eb_matcher *mt, ebp_target t)
+{
+    uint32_t sr = t.sr;
+    if (mt->sr_epoch[sr] == mt->epoch)
+        return;
+    const sr_t *S = snap_sr(mt->snap, sr);
+    if (!S->rule || S->gen != t.gen)
+        return; /* removed since this vm was built */
+    mt->sr_epoch[sr] = mt->epoch;
+    if (S->single)
+        add_result(mt, S);
+    else if (push_u32(&mt->cands, &mt->ncands, &mt->cands_cap, sr))
+        mt->oom = 1;
 }
 
 /* A predicate holds for the current value: mark it, wake its sub-rules. */
 static inline void unit_hit(eb_matcher *mt, const vm *v, const unit *u)
 {
-    uint32_t p = u->pred;
-    if (mt->pred_epoch[p] != mt->epoch) {
-        mt->pred_epoch[p] = mt->epoch;
-        mt->pred_flags[p] = 0;
-        mt->pred_head[p] = 0;
+    if (u->mark || mt->record) {
+        mark_t *k = &mt->preds[u->pred];
+        if (k->epoch != mt->epoch) {
+            k->epoch = mt->epoch;
+            k->flags = 0;
+            k->head = 0;
+        }
+        k->flags |= mt->tdepth ? 2u : 1u;
+        if (mt->record) {
+            if (mt->tdepth)
+                record(mt, &k->head);
+            return;
+        }
     }
-    mt->pred_flags[p] |= (uint8_t)(mt->tdepth ? 2 : 1);
-    if (mt->record) {
-        if (mt->tdepth)
-            record(mt, &mt->pred_head[p]);
-        return;
-    }
-    const ebp_target *t = v->targets + u->t.off;
-    for (uint32_t i = 0; i < u->t.n; i++) {
-        uint32_t sr = t[i].sr;
-        if (mt->sr_epoch[sr] == mt->epoch)
-            continue;
-        const sr_t *S = snap_sr(mt->snap, sr);
-        if (!S->rule || S->gen != t[i].gen)
-            continue; /* removed since this vm was built */
-        mt->sr_epoch[sr] = mt->epoch;
-        if (S->single)
-            add_result(mt, S);
-        else if (push_u32(&mt->cands, &mt->ncands, &mt->cands_cap, sr))
-            mt->oom = 1;
+    if (u->n == 1) {
+        wake(mt, u->t.one);
+    } else {
+        const ebp_target *t = v->targets + u->t.off;
+        for (uint32_t i = 0; i < u->n; i++)
+            wake(mt, t[i]);
     }
 }
 
 static inline void presence(eb_matcher *mt, uint32_t path)
 {
-    if (mt->path_epoch[path] != mt->epoch) {
-        mt->path_epoch[path] = mt->epoch;
-        mt->path_flags[path] = 0;
-        mt->path_head[path] = 0;
+    mark_t *k = &mt->paths[path];
+    if (k->epoch != mt->epoch) {
+        k->epoch = mt->epoch;
+        k->flags = 0;
+        k->head = 0;
     }
-    mt->path_flags[path] |= (uint8_t)(mt->tdepth ? 2 : 1);
+    k->flags |= mt->tdepth ? 2u : 1u;
     if (mt->record && mt->tdepth)
-        record(mt, &mt->path_head[path]);
+        record(mt, &k->head);
 }
 
 /* ---- value matchers ------------------------------------------------------------------ */
@@ -523,11 +533,14 @@ static inline const hm_entry *hm_get(const vm *v, const hmap *h, uint32_t tag, c
     if (!h->count)
         return NULL;
     uint64_t hv = ebp_hash_bytes(k, n, tag);
+    uint64_t k8 = 0;
+    memcpy(&k8, k, n < 8 ? n : 8);
     for (uint32_t i = (uint32_t)hv & h->mask;; i = (i + 1) & h->mask) {
         const hm_entry *e = &h->slots[i];
         if (e->klen == UINT32_MAX)
             return NULL;
-        if (e->hash == hv && e->klen == n && e->tag == tag && !memcmp(v->keys + e->koff, k, n))
+        if (e->hash == (uint32_t)hv && e->klen == n && e->k8 == k8 && e->tag == tag &&
+            (n <= 8 || !memcmp(v->keys + e->koff + 8, (const char *)k + 8, n - 8)))
             return e;
     }
 }
@@ -714,22 +727,40 @@ static void vm_num(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
             unit_hit(mt, v, &e->u);
     }
     if (finite && v->nranges) {
-        if (v->slot_off) {
-            uint32_t lo = 0, hi = v->nbounds;
-            while (lo < hi) {
-                uint32_t mid = (lo + hi) / 2;
-                if (v->bounds[mid] < d)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            uint32_t slot = (lo < v->nbounds && v->bounds[lo] == d) ? 2 * lo + 1 : 2 * lo;
-            for (uint32_t k = v->slot_off[slot]; k < v->slot_off[slot + 1]; k++)
-                unit_hit(mt, v, &v->ranges[v->slot_items[k]].u);
-        } else {
+        if (v->nranges <= 8) {
             for (uint32_t i = 0; i < v->nranges; i++)
                 if (range_match(&v->ranges[i], d))
                     unit_hit(mt, v, &v->ranges[i].u);
+        } else {
+            /* one-sided ranges: the matching ones are a prefix of the order */
+            for (uint32_t i = 0; i < v->nlower; i++) {
+                const range_entry *r = &v->ranges[v->lower_idx[i]];
+                if (!(r->lo < d || (r->lo == d && !r->lo_open)))
+                    break;
+                unit_hit(mt, v, &r->u);
+            }
+            for (uint32_t i = 0; i < v->nupper; i++) {
+                const range_entry *r = &v->ranges[v->upper_idx[i]];
+                if (!(r->hi > d || (r->hi == d && !r->hi_open)))
+                    break;
+                unit_hit(mt, v, &r->u);
+            }
+            if (v->slot_off) {
+                uint32_t lo = 0, hi = v->nbounds;
+                while (lo < hi) {
+                    uint32_t mid = (lo + hi) / 2;
+                    if (v->bounds[mid] < d)
+                        lo = mid + 1;
+                    else
+                        hi = mid;
+                }
+                uint32_t slot = (lo < v->nbounds && v->bounds[lo] == d) ? 2 * lo + 1 : 2 * lo;
+                for (uint32_t k = v->slot_off[slot]; k < v->slot_off[slot + 1]; k++)
+                    unit_hit(mt, v, &v->ranges[v->slot_items[k]].u);
+            }
+            for (uint32_t i = 0; i < v->ntwo; i++)
+                if (range_match(&v->ranges[v->two_idx[i]], d))
+                    unit_hit(mt, v, &v->ranges[v->two_idx[i]].u);
         }
     }
     for (uint32_t i = 0; i < v->nabs; i++) {
@@ -996,12 +1027,12 @@ static int final_ok(const sr_t *S, const uint64_t *pos, const uint64_t *neg)
 
 static inline uint8_t pred_state(const eb_matcher *mt, uint32_t p)
 {
-    return mt->pred_epoch[p] == mt->epoch ? mt->pred_flags[p] : 0;
+    return mt->preds[p].epoch == mt->epoch ? (uint8_t)mt->preds[p].flags : 0;
 }
 
 static inline uint8_t path_state(const eb_matcher *mt, uint32_t p)
 {
-    return mt->path_epoch[p] == mt->epoch ? mt->path_flags[p] : 0;
+    return mt->paths[p].epoch == mt->epoch ? (uint8_t)mt->paths[p].flags : 0;
 }
 
 static int dp_check(eb_matcher *mt, const sr_t *S)
@@ -1023,9 +1054,9 @@ static int dp_check(eb_matcher *mt, const sr_t *S)
             } else {
                 for (uint32_t k = 0; k < fr->npreds && !fail; k++) {
                     uint32_t p = fr->preds[k];
-                    if (mt->pred_epoch[p] != mt->epoch)
+                    if (mt->preds[p].epoch != mt->epoch)
                         continue;
-                    for (uint32_t r = mt->pred_head[p]; r && !fail; r = mt->recs[r - 1].next) {
+                    for (uint32_t r = mt->preds[p].head; r && !fail; r = mt->recs[r - 1].next) {
                         dhit *h = ebp_vec_push(&hits);
                         if (!h)
                             fail = 1;
@@ -1040,7 +1071,7 @@ static int dp_check(eb_matcher *mt, const sr_t *S)
             if (ps & 1)
                 base[nw + (f >> 6)] |= bit;
             if (ps)
-                for (uint32_t r = mt->path_head[fr->path_id]; r && !fail; r = mt->recs[r - 1].next) {
+                for (uint32_t r = mt->paths[fr->path_id].head; r && !fail; r = mt->recs[r - 1].next) {
                     dhit *h = ebp_vec_push(&hits);
                     if (!h)
                         fail = 1;
@@ -1132,12 +1163,8 @@ void eb_matcher_free(eb_matcher *mt)
 {
     if (!mt)
         return;
-    free(mt->pred_epoch);
-    free(mt->pred_head);
-    free(mt->pred_flags);
-    free(mt->path_epoch);
-    free(mt->path_head);
-    free(mt->path_flags);
+    free(mt->preds);
+    free(mt->paths);
     free(mt->sr_epoch);
     free(mt->rule_epoch);
     free(mt->recs);
@@ -1177,17 +1204,13 @@ static int prepare(eb_matcher *mt, const eb_snapshot *s)
     size_t nsr = (size_t)s->nsr_chunks * CHUNK, nrules = (size_t)s->nrule_chunks * CHUNK;
     if (np > mt->preds_cap) {
         size_t want = np + np / 2;
-        if (grow_zero((void **)&mt->pred_epoch, mt->preds_cap, want, sizeof(uint32_t)) ||
-            grow_zero((void **)&mt->pred_head, mt->preds_cap, want, sizeof(uint32_t)) ||
-            grow_zero((void **)&mt->pred_flags, mt->preds_cap, want, sizeof(uint8_t)))
+        if (grow_zero((void **)&mt->preds, mt->preds_cap, want, sizeof(mark_t)))
             return -1;
         mt->preds_cap = want;
     }
     if (nh > mt->paths_cap) {
         size_t want = nh + nh / 2;
-        if (grow_zero((void **)&mt->path_epoch, mt->paths_cap, want, sizeof(uint32_t)) ||
-            grow_zero((void **)&mt->path_head, mt->paths_cap, want, sizeof(uint32_t)) ||
-            grow_zero((void **)&mt->path_flags, mt->paths_cap, want, sizeof(uint8_t)))
+        if (grow_zero((void **)&mt->paths, mt->paths_cap, want, sizeof(mark_t)))
             return -1;
         mt->paths_cap = want;
     }
@@ -1207,8 +1230,8 @@ static int prepare(eb_matcher *mt, const eb_snapshot *s)
 static void next_epoch(eb_matcher *mt)
 {
     if (++mt->epoch == 0) { /* wrapped: clear every stamp */
-        memset(mt->pred_epoch, 0, mt->preds_cap * sizeof(uint32_t));
-        memset(mt->path_epoch, 0, mt->paths_cap * sizeof(uint32_t));
+        memset(mt->preds, 0, mt->preds_cap * sizeof(mark_t));
+        memset(mt->paths, 0, mt->paths_cap * sizeof(mark_t));
         memset(mt->sr_epoch, 0, mt->srs_cap * sizeof(uint32_t));
         memset(mt->rule_epoch, 0, mt->rules_cap * sizeof(uint32_t));
         mt->epoch = 1;
@@ -1285,7 +1308,7 @@ static eb_status set_err(eb_matcher *mt, eb_error *err, eb_status code)
 static void consider(eb_matcher *mt, uint32_t sr)
 {
     const sr_t *S = snap_sr(mt->snap, sr);
-    if (!S->rule || mt->rule_epoch[S->rule->slot] == mt->epoch)
+    if (!S->rule || mt->rule_epoch[S->slot] == mt->epoch)
         return;
     int ev = evaluate(mt, S);
     if (ev == EV_YES)
@@ -1327,13 +1350,13 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
             const sr_t *S = snap_sr(s, mt->dp[i]);
             int done = 0;
             for (size_t k = 0; k < mt->nout && !done; k++)
-                done = mt->out[k] == S->rule->key;
+                done = mt->out[k] == S->key;
             if (!done && dp_check(mt, S)) {
                 if (mt->nout == mt->out_cap &&
                     grow((void **)&mt->out, &mt->out_cap, mt->nout + 1, sizeof *mt->out))
                     mt->oom = 1;
                 else
-                    mt->out[mt->nout++] = S->rule->key;
+                    mt->out[mt->nout++] = S->key;
             }
         }
     }

@@ -11,15 +11,19 @@ typedef struct {
     uint32_t next;      /* index+1 of the next record of the same predicate/path */
 } rec;
 
+typedef struct {
+    uint32_t epoch;
+    uint32_t flags;
+    uint32_t head; /* pass 2: records, index+1 */
+} mark_t;
+
 struct eb_matcher {
     const eb_snapshot *snap;
     uint32_t epoch;
-    /* per predicate / path / sub-rule / rule, valid when *_epoch == epoch */
-    uint32_t *pred_epoch, *pred_head;
-    uint8_t *pred_flags; /* 1: held for a top-level value, 2: for a value inside an array */
+    /* per predicate / path / sub-rule / rule, valid when .epoch == epoch */
+    mark_t *preds; /* flags 1: held for a top-level value, 2: for a value inside an array */
     size_t preds_cap;
-    uint32_t *path_epoch, *path_head;
-    uint8_t *path_flags; /* 1: a value at top level, 2: a value inside an array */
+    mark_t *paths; /* flags 1: a value at top level, 2: a value inside an array */
     size_t paths_cap;
     uint32_t *sr_epoch;
     size_t srs_cap;

@@ -15,11 +15,18 @@ typedef struct {
 
 static unit make_unit(builder *b, const vm_input *in)
 {
-    unit u = {in->pred, {(uint32_t)b->targets.len, in->ntargets}};
-    if (in->ntargets) {
+    unit u;
+    memset(&u, 0, sizeof u);
+    u.pred = in->pred;
+    u.mark = (uint16_t)(in->mark != 0);
+    u.n = in->ntargets;
+    if (in->ntargets == 1) {
+        u.t.one = in->targets[0];
+    } else if (in->ntargets > 1) {
+        u.t.off = (uint32_t)b->targets.len;
         if (ebp_vec_reserve(&b->targets, b->targets.len + in->ntargets)) {
             b->oom = 1;
-            u.t.n = 0;
+            u.n = 0;
             return u;
         }
         memcpy((ebp_target *)b->targets.items + b->targets.len, in->targets, in->ntargets * sizeof(ebp_target));
@@ -68,7 +75,9 @@ static void hmap_build(builder *b, hmap *h, const hkey *items, size_t n, ebp_vec
         while (h->slots[s].klen != UINT32_MAX)
             s = (s + 1) & h->mask;
         hm_entry *e = &h->slots[s];
-        e->hash = hv;
+        e->hash = (uint32_t)hv;
+        e->k8 = 0;
+        memcpy(&e->k8, items[i].k, items[i].n < 8 ? items[i].n : 8);
         e->koff = koff;
         e->klen = items[i].n;
         e->tag = items[i].tag;
@@ -178,34 +187,92 @@ static int dbl_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int range_has(const range_entry *r, double v)
-{
-    if (r->has_lo && (r->lo_open ? !(v > r->lo) : !(v >= r->lo)))
-        return 0;
-    if (r->has_hi && (r->hi_open ? !(v < r->hi) : !(v <= r->hi)))
-        return 0;
-    return 1;
-}
-
 #define RANGE_LINEAR_MAX 8
 
-/* Elementary intervals: slot 2i+1 is the point bounds[i], slot 2i the open
- * interval below it, slot 2d the interval above the last bound; each slot
- * lists the ranges containing it. */
+static const range_entry *sort_ranges;
+
+static int lower_cmp(const void *a, const void *b)
+{
+    const range_entry *x = &sort_ranges[*(const uint32_t *)a], *y = &sort_ranges[*(const uint32_t *)b];
+    if (x->lo != y->lo)
+        return x->lo < y->lo ? -1 : 1;
+    return (int)x->lo_open - (int)y->lo_open;
+}
+
+static int upper_cmp(const void *a, const void *b)
+{
+    const range_entry *x = &sort_ranges[*(const uint32_t *)a], *y = &sort_ranges[*(const uint32_t *)b];
+    if (x->hi != y->hi)
+        return x->hi > y->hi ? -1 : 1;
+    return (int)x->hi_open - (int)y->hi_open;
+}
+
+static uint32_t bound_index(const double *bs, uint32_t d, double x)
+{
+    uint32_t lo = 0, hi = d;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (bs[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* total slot entries allowed before two-sided ranges fall back to a scan */
+#define SLOT_BUDGET(n) ((size_t)(n) * 16 + 65536)
+
+static uint32_t *arena_u32(builder *b, size_t n)
+{
+    uint32_t *p = ebp_arena_alloc(&b->v->arena, (n ? n : 1) * sizeof(uint32_t));
+    if (!p)
+        b->oom = 1;
+    return p;
+}
+
 static void build_range_index(builder *b, vm *v)
 {
-    uint32_t n = v->nranges;
-    double *bs = malloc((size_t)n * 2 * sizeof *bs);
-    if (!bs) {
+    uint32_t n = v->nranges, nl = 0, nu = 0, nt = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const range_entry *r = &v->ranges[i];
+        if (r->has_lo && r->has_hi)
+            nt++;
+        else if (r->has_lo)
+            nl++;
+        else
+            nu++;
+    }
+    v->lower_idx = arena_u32(b, nl);
+    v->upper_idx = arena_u32(b, nu);
+    uint32_t *two = malloc((nt ? nt : 1) * sizeof *two);
+    double *bs = malloc((2 * (size_t)nt + 1) * sizeof *bs);
+    if (b->oom || !two || !bs) {
+        free(two);
+        free(bs);
         b->oom = 1;
         return;
     }
-    uint32_t m = 0;
     for (uint32_t i = 0; i < n; i++) {
-        if (v->ranges[i].has_lo)
-            bs[m++] = v->ranges[i].lo;
-        if (v->ranges[i].has_hi)
-            bs[m++] = v->ranges[i].hi;
+        const range_entry *r = &v->ranges[i];
+        if (r->has_lo && r->has_hi)
+            two[v->ntwo++] = i;
+        else if (r->has_lo)
+            v->lower_idx[v->nlower++] = i;
+        else
+            v->upper_idx[v->nupper++] = i;
+    }
+    sort_ranges = v->ranges; /* the builder runs under the machine's writer lock */
+    if (v->nlower > 1)
+        qsort(v->lower_idx, v->nlower, sizeof(uint32_t), lower_cmp);
+    if (v->nupper > 1)
+        qsort(v->upper_idx, v->nupper, sizeof(uint32_t), upper_cmp);
+
+    /* two-sided: sweep the sorted bounds once, keeping the active set */
+    uint32_t m = 0;
+    for (uint32_t k = 0; k < nt; k++) {
+        bs[m++] = v->ranges[two[k]].lo;
+        bs[m++] = v->ranges[two[k]].hi;
     }
     if (m > 1)
         qsort(bs, m, sizeof *bs, dbl_cmp);
@@ -213,49 +280,92 @@ static void build_range_index(builder *b, vm *v)
     for (uint32_t i = 0; i < m; i++)
         if (!d || bs[d - 1] != bs[i])
             bs[d++] = bs[i];
-    v->nbounds = d;
-    v->bounds = ebp_arena_alloc(&v->arena, (d ? d : 1) * sizeof(double));
-    v->slot_off = ebp_arena_alloc(&v->arena, (2 * (size_t)d + 2) * sizeof(uint32_t));
+    /* per bound: four lists (add at point, remove at point, add after, remove after) */
+    uint32_t *cnt = calloc(4 * (size_t)d + 1, sizeof *cnt), *ev = malloc((2 * (size_t)nt + 1) * sizeof *ev);
+    uint32_t *act = malloc((nt ? nt : 1) * sizeof *act), *pos = malloc((n ? n : 1) * sizeof *pos);
     ebp_vec items;
     ebp_vec_init(&items, sizeof(uint32_t));
-    if (!v->bounds || !v->slot_off) {
-        free(bs);
-        b->oom = 1;
-        return;
-    }
-    if (d)
-        memcpy(v->bounds, bs, d * sizeof(double));
-    free(bs);
-    for (uint32_t s = 0; s <= 2 * d && !b->oom; s++) {
-        v->slot_off[s] = (uint32_t)items.len;
-        for (uint32_t i = 0; i < n; i++) {
-            const range_entry *r = &v->ranges[i];
-            int in;
-            if (s & 1)
-                in = range_has(r, v->bounds[s / 2]);
-            else if (s == 0)
-                in = !r->has_lo; /* below every bound */
-            else if (s == 2 * d)
-                in = !r->has_hi; /* above every bound */
-            else
-                in = range_has(r, v->bounds[s / 2 - 1] + (v->bounds[s / 2] - v->bounds[s / 2 - 1]) / 2);
-            if (in) {
-                uint32_t *p = ebp_vec_push(&items);
-                if (!p) {
-                    b->oom = 1;
+    int ok = cnt && ev && act && pos;
+    if (ok) {
+        for (uint32_t k = 0; k < nt; k++) {
+            const range_entry *r = &v->ranges[two[k]];
+            cnt[4 * bound_index(bs, d, r->lo) + (r->lo_open ? 2 : 0)]++;
+            cnt[4 * bound_index(bs, d, r->hi) + (r->hi_open ? 1 : 3)]++;
+        }
+        uint32_t sum = 0;
+        for (size_t i = 0; i <= 4 * (size_t)d; i++) { /* prefix sums: start of each list */
+            uint32_t c = cnt[i];
+            cnt[i] = sum;
+            sum += c;
+        }
+        uint32_t *fill = malloc((4 * (size_t)d + 1) * sizeof *fill);
+        ok = fill != NULL;
+        if (ok) {
+            memcpy(fill, cnt, (4 * (size_t)d + 1) * sizeof *fill);
+            for (uint32_t k = 0; k < nt; k++) {
+                const range_entry *r = &v->ranges[two[k]];
+                ev[fill[4 * bound_index(bs, d, r->lo) + (r->lo_open ? 2 : 0)]++] = two[k];
+                ev[fill[4 * bound_index(bs, d, r->hi) + (r->hi_open ? 1 : 3)]++] = two[k];
+            }
+            free(fill);
+        }
+        uint32_t nact = 0;
+        v->slot_off = ok ? arena_u32(b, 2 * (size_t)d + 2) : NULL;
+        ok = ok && v->slot_off;
+        if (ok)
+            v->slot_off[0] = 0; /* below every bound: no two-sided range */
+        for (uint32_t i = 0; ok && i < d; i++) {
+            for (int phase = 0; phase < 2 && ok; phase++) {
+                /* phase 0: the point bounds[i]; phase 1: the interval after it */
+                uint32_t add = 4 * i + (phase ? 2 : 0), rem = 4 * i + (phase ? 3 : 1);
+                for (uint32_t e = cnt[add]; e < cnt[add + 1]; e++) {
+                    pos[ev[e]] = nact;
+                    act[nact++] = ev[e];
+                }
+                for (uint32_t e = cnt[rem]; e < cnt[rem + 1]; e++) {
+                    uint32_t at = pos[ev[e]];
+                    act[at] = act[--nact];
+                    pos[act[at]] = at;
+                }
+                v->slot_off[2 * i + 1 + phase] = (uint32_t)items.len;
+                if (items.len + nact > SLOT_BUDGET(nt) || ebp_vec_reserve(&items, items.len + nact)) {
+                    ok = 0;
                     break;
                 }
-                *p = i;
+                memcpy((uint32_t *)items.items + items.len, act, nact * sizeof *act);
+                items.len += nact;
             }
         }
+        if (ok)
+            v->slot_off[2 * d + 1] = (uint32_t)items.len; /* end of the last slot */
     }
-    v->slot_off[2 * d + 1] = (uint32_t)items.len;
-    v->slot_items = ebp_arena_alloc(&v->arena, (items.len ? items.len : 1) * sizeof(uint32_t));
-    if (!v->slot_items)
-        b->oom = 1;
-    else if (items.len)
-        memcpy(v->slot_items, items.items, items.len * sizeof(uint32_t));
+    free(cnt);
+    free(ev);
+    free(act);
+    free(pos);
+    v->nbounds = 0;
+    if (ok) {
+        v->slot_items = arena_u32(b, items.len);
+        v->bounds = ebp_arena_alloc(&v->arena, (d ? d : 1) * sizeof(double));
+        if (!v->slot_items || !v->bounds) {
+            b->oom = 1;
+        } else {
+            if (items.len)
+                memcpy(v->slot_items, items.items, items.len * sizeof(uint32_t));
+            if (d)
+                memcpy(v->bounds, bs, d * sizeof(double));
+            v->nbounds = d;
+        }
+        v->ntwo = 0;
+    } else {
+        v->slot_off = NULL;
+        v->two_idx = arena_u32(b, v->ntwo);
+        if (v->two_idx && v->ntwo)
+            memcpy(v->two_idx, two, v->ntwo * sizeof *two);
+    }
     ebp_vec_free(&items);
+    free(bs);
+    free(two);
 }
 
 /* ---- build ------------------------------------------------------------------------ */
