@@ -25,6 +25,7 @@ static void rule_free(rule_rec *r)
     free(r->fields);
     free(r->sr_ids);
     free(r->sr_gens);
+    free(r->hints);
     free(r->access);
     eb_pattern_free((eb_pattern *)r->pat);
     free(r);
@@ -899,12 +900,27 @@ static int rule_register(eb_machine *m, rule_rec *r)
             }
         }
         r->access[i] = npos ? choose_access(m, r, i, prs) : UINT16_MAX;
+        /* hint: a one-predicate positive field besides the access field,
+         * the least shared one */
+        r->hints[i] = sub->nfields == 1 ? HINT_SINGLE : HINT_NONE;
+        if (npos && sub->nfields > 1) {
+            uint32_t best = UINT32_MAX;
+            for (size_t j = 0; j < sub->nfields; j++) {
+                if (j == r->access[i] || fr[j].kind != FK_POS || fr[j].npreds != 1)
+                    continue;
+                const pred_rec *pd = m->pred_tab[fr[j].preds[0]];
+                if (best == UINT32_MAX || pd->refs < m->pred_tab[best]->refs)
+                    best = pd->id;
+            }
+            if (best != UINT32_MAX)
+                r->hints[i] = best;
+        }
         if (npos) {
             const field_rec *af = &fr[r->access[i]];
             path_rec *pr = prs[r->access[i]];
             (void)pr;
             for (uint32_t k = 0; k < af->npreds; k++)
-                if (acc_add(m->pred_tab[af->preds[k]], (ebp_target){sr, r->sr_gens[i]}, sub->nfields == 1)) {
+                if (acc_add(m->pred_tab[af->preds[k]], (ebp_target){sr, r->sr_gens[i], r->hints[i]}, sub->nfields == 1)) {
                     free(prs);
                     return -1;
                 }
@@ -953,9 +969,10 @@ static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
     size_t n = r->nsub ? r->nsub : 1;
     r->sr_ids = calloc(n, sizeof *r->sr_ids);
     r->sr_gens = calloc(n, sizeof *r->sr_gens);
+    r->hints = calloc(n, sizeof *r->hints);
     r->access = calloc(n, sizeof *r->access);
     r->fields = calloc(n, sizeof *r->fields);
-    if (!r->sr_ids || !r->sr_gens || !r->access || !r->fields) {
+    if (!r->sr_ids || !r->sr_gens || !r->hints || !r->access || !r->fields) {
         rule_free(r);
         return NULL;
     }
@@ -1336,7 +1353,7 @@ static eb_status change_rules(eb_machine *m, size_t n, const uint64_t *keys, con
                             continue;
                         pd->refs++;
                         if (j == g->access[i])
-                            acc_add(pd, (ebp_target){g->sr_ids[i], g->sr_gens[i]}, sub->nfields == 1);
+                            acc_add(pd, (ebp_target){g->sr_ids[i], g->sr_gens[i], g->hints[i]}, sub->nfields == 1);
                     }
                 }
             }

@@ -34,9 +34,15 @@
 #include <pthread.h>
 
 /* ---- targets ------------------------------------------------------------- */
+#define HINT_NONE UINT32_MAX        /* no quick check */
+#define HINT_SINGLE (UINT32_MAX - 1) /* the sub-rule has this one field only */
+
 typedef struct {
-    uint32_t sr;  /* sub-rule id */
-    uint32_t gen; /* the sub-rule id's generation when the target was made */
+    uint32_t sr;   /* sub-rule id */
+    uint32_t gen;  /* the sub-rule id's generation when the target was made */
+    uint32_t hint; /* HINT_SINGLE, HINT_NONE, or a predicate another field of
+                    * the sub-rule needs: a candidate whose hint predicate did
+                    * not hold is dropped without looking at the sub-rule */
 } ebp_target;
 
 typedef struct {
@@ -108,6 +114,15 @@ typedef struct {
     unit u;
 } cidr_entry;
 
+/* interval tree node: the ranges containing `center` (inclusive), listed
+ * twice in it_items (by lo ascending at off, by hi descending at off+n);
+ * left/right: subtrees of the ranges wholly below / above (UINT32_MAX: none) */
+typedef struct itnode {
+    double center;
+    uint32_t off, n;
+    uint32_t left, right;
+} itnode;
+
 typedef struct {
     const ebp_cond *cond; /* an EBP_C_AB_* condition */
     unit u;
@@ -147,16 +162,12 @@ typedef struct vm {
     range_entry *ranges;
     uint32_t nranges;
     /* index, when nranges is large: one-sided ranges sorted so the matches
-     * are a prefix; two-sided ranges in elementary intervals (slot 2i+1 is
-     * the point bounds[i], slot 2i the open interval below it), unless that
-     * would take too much memory (then two_idx is scanned) */
+     * are a prefix; two-sided ranges in a centered interval tree */
     uint32_t *lower_idx, nlower; /* ">"/">=" only, by lo ascending, closed first */
     uint32_t *upper_idx, nupper; /* "<"/"<=" only, by hi descending, closed first */
-    uint32_t *two_idx, ntwo;     /* two-sided, when not in slots */
-    double *bounds;
-    uint32_t *slot_off;          /* 2*nbounds+2 offsets into slot_items */
-    uint32_t *slot_items;        /* range indexes */
-    uint32_t nbounds;
+    struct itnode *itree;        /* root is itree[0] when nitree > 0 */
+    uint32_t nitree;
+    uint32_t *it_items;          /* range indexes, per node: by lo ascending, then by hi descending */
     cidr_entry *cidrs;
     uint32_t ncidrs;
     ab_entry *abs;
@@ -219,6 +230,7 @@ typedef struct rule_rec {
     uint32_t nsub;
     uint32_t *sr_ids;       /* nsub */
     uint32_t *sr_gens;      /* nsub */
+    uint32_t *hints;        /* nsub: ebp_target.hint */
     uint16_t *access;       /* nsub: access field index */
     field_rec **fields;     /* nsub arrays of nfields */
 } rule_rec;

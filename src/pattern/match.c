@@ -475,35 +475,37 @@ static void add_result(eb_matcher *mt, const sr_t *S)
 
 static inline void wake(eb_matcher *mt, ebp_target t)
 {
-    uint32_t sr = t.sr;
-    if (mt->sr_epoch[sr] == mt->epoch)
+    if (t.hint == HINT_SINGLE) {
+        const sr_t *S = snap_sr(mt->snap, t.sr);
+        if (S->rule && S->gen == t.gen) /* else removed since this vm was built */
+            add_result(mt, S);
         return;
-    const sr_t *S = snap_sr(mt->snap, sr);
-    if (!S->rule || S->gen != t.gen)
-        return; /* removed since this vm was built */
-    mt->sr_epoch[sr] = mt->epoch;
-    if (S->single)
-        add_result(mt, S);
-    else if (push_u32(&mt->cands, &mt->ncands, &mt->cands_cap, sr))
+    }
+    if (mt->ncands == mt->cands_cap && GROW(mt, cands, cands_cap, mt->ncands + 1)) {
         mt->oom = 1;
+        return;
+    }
+    mt->cands[mt->ncands++] = t;
 }
 
-/* A predicate holds for the current value: mark it, wake its sub-rules. */
+/* A predicate holds for the current value: mark it; the first time in this
+ * event, wake the sub-rules it is the access predicate for. */
 static inline void unit_hit(eb_matcher *mt, const vm *v, const unit *u)
 {
-    if (u->mark || mt->record) {
-        mark_t *k = &mt->preds[u->pred];
-        if (k->epoch != mt->epoch) {
-            k->epoch = mt->epoch;
-            k->flags = 0;
-            k->head = 0;
-        }
+    mark_t *k = &mt->preds[u->pred];
+    if (k->epoch == mt->epoch) {
         k->flags |= mt->tdepth ? 2u : 1u;
-        if (mt->record) {
-            if (mt->tdepth)
-                record(mt, &k->head);
-            return;
-        }
+        if (mt->record && mt->tdepth)
+            record(mt, &k->head);
+        return;
+    }
+    k->epoch = mt->epoch;
+    k->flags = mt->tdepth ? 2u : 1u;
+    k->head = 0;
+    if (mt->record) {
+        if (mt->tdepth)
+            record(mt, &k->head);
+        return;
     }
     if (u->n == 1) {
         wake(mt, u->t.one);
@@ -745,22 +747,28 @@ static void vm_num(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
                     break;
                 unit_hit(mt, v, &r->u);
             }
-            if (v->slot_off) {
-                uint32_t lo = 0, hi = v->nbounds;
-                while (lo < hi) {
-                    uint32_t mid = (lo + hi) / 2;
-                    if (v->bounds[mid] < d)
-                        lo = mid + 1;
-                    else
-                        hi = mid;
+            /* two-sided ranges: walk the interval tree */
+            for (uint32_t ni = v->nitree ? 0 : UINT32_MAX; ni != UINT32_MAX;) {
+                const itnode *nd = &v->itree[ni];
+                const uint32_t *it = v->it_items + nd->off;
+                if (d < nd->center) {
+                    for (uint32_t k = 0; k < nd->n && v->ranges[it[k]].lo <= d; k++)
+                        if (range_match(&v->ranges[it[k]], d))
+                            unit_hit(mt, v, &v->ranges[it[k]].u);
+                    ni = nd->left;
+                } else if (d > nd->center) {
+                    it += nd->n;
+                    for (uint32_t k = 0; k < nd->n && v->ranges[it[k]].hi >= d; k++)
+                        if (range_match(&v->ranges[it[k]], d))
+                            unit_hit(mt, v, &v->ranges[it[k]].u);
+                    ni = nd->right;
+                } else {
+                    for (uint32_t k = 0; k < nd->n; k++)
+                        if (range_match(&v->ranges[it[k]], d))
+                            unit_hit(mt, v, &v->ranges[it[k]].u);
+                    break;
                 }
-                uint32_t slot = (lo < v->nbounds && v->bounds[lo] == d) ? 2 * lo + 1 : 2 * lo;
-                for (uint32_t k = v->slot_off[slot]; k < v->slot_off[slot + 1]; k++)
-                    unit_hit(mt, v, &v->ranges[v->slot_items[k]].u);
             }
-            for (uint32_t i = 0; i < v->ntwo; i++)
-                if (range_match(&v->ranges[v->two_idx[i]], d))
-                    unit_hit(mt, v, &v->ranges[v->two_idx[i]].u);
         }
     }
     for (uint32_t i = 0; i < v->nabs; i++) {
@@ -1305,10 +1313,10 @@ static eb_status set_err(eb_matcher *mt, eb_error *err, eb_status code)
     return code;
 }
 
-static void consider(eb_matcher *mt, uint32_t sr)
+static void consider(eb_matcher *mt, uint32_t sr, uint32_t gen)
 {
     const sr_t *S = snap_sr(mt->snap, sr);
-    if (!S->rule || mt->rule_epoch[S->slot] == mt->epoch)
+    if (!S->rule || S->gen != gen || mt->rule_epoch[S->slot] == mt->epoch)
         return;
     int ev = evaluate(mt, S);
     if (ev == EV_YES)
@@ -1333,10 +1341,14 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
     if (read_event(mt, json, len, flags))
         return set_err(mt, err, EB_ERR_EVENT);
     mt->ndp = 0;
-    for (size_t i = 0; i < mt->ncands; i++)
-        consider(mt, mt->cands[i]);
+    for (size_t i = 0; i < mt->ncands; i++) {
+        const ebp_target *c = &mt->cands[i];
+        if (c->hint != HINT_NONE && mt->preds[c->hint].epoch != mt->epoch)
+            continue; /* another field cannot hold: no need to look further */
+        consider(mt, c->sr, c->gen);
+    }
     for (uint32_t i = 0; i < s->nalways; i++)
-        consider(mt, s->always[i]);
+        consider(mt, s->always[i], snap_sr(s, s->always[i])->gen);
     if (mt->ndp && !mt->oom) {
         /* pass 2: re-read recording where values sat, then solve exactly.
          * Results and rule stamps of pass 1 carry over to the new epoch. */

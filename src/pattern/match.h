@@ -33,7 +33,7 @@ struct eb_matcher {
     size_t nrecs, recs_cap;
     uint32_t *trails;
     size_t ntrails, trails_cap;
-    uint32_t *cands;
+    ebp_target *cands;
     size_t ncands, cands_cap;
     uint32_t *dp;
     size_t ndp, dp_cap;

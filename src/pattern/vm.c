@@ -207,21 +207,83 @@ static int upper_cmp(const void *a, const void *b)
     return (int)x->hi_open - (int)y->hi_open;
 }
 
-static uint32_t bound_index(const double *bs, uint32_t d, double x)
+static int lo_cmp_idx(const void *a, const void *b)
 {
-    uint32_t lo = 0, hi = d;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (bs[mid] < x)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    const range_entry *x = &sort_ranges[*(const uint32_t *)a], *y = &sort_ranges[*(const uint32_t *)b];
+    return (x->lo > y->lo) - (x->lo < y->lo);
 }
 
-/* total slot entries allowed before two-sided ranges fall back to a scan */
-#define SLOT_BUDGET(n) ((size_t)(n) * 16 + 65536)
+static int hi_cmp_idx_desc(const void *a, const void *b)
+{
+    const range_entry *x = &sort_ranges[*(const uint32_t *)a], *y = &sort_ranges[*(const uint32_t *)b];
+    return (x->hi < y->hi) - (x->hi > y->hi);
+}
+
+typedef struct {
+    ebp_vec nodes; /* itnode */
+    ebp_vec items; /* uint32_t */
+    int oom;
+} itb;
+
+/* Build the subtree for ranges idx[0..n) (scratch may be reordered);
+ * returns its node index. */
+static uint32_t it_build(itb *t, const range_entry *rs, uint32_t *idx, uint32_t n, double *tmp)
+{
+    if (!n || t->oom)
+        return UINT32_MAX;
+    /* center: median of all endpoints */
+    for (uint32_t i = 0; i < n; i++) {
+        tmp[2 * i] = rs[idx[i]].lo;
+        tmp[2 * i + 1] = rs[idx[i]].hi;
+    }
+    qsort(tmp, 2 * (size_t)n, sizeof *tmp, dbl_cmp);
+    double c = tmp[n];
+    /* partition: below | containing | above */
+    uint32_t nb = 0, na = 0, nc = 0;
+    uint32_t *below = malloc(n * sizeof *below), *above = malloc(n * sizeof *above), *mid = malloc(n * sizeof *mid);
+    if (!below || !above || !mid) {
+        free(below);
+        free(above);
+        free(mid);
+        t->oom = 1;
+        return UINT32_MAX;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const range_entry *r = &rs[idx[i]];
+        if (r->hi < c)
+            below[nb++] = idx[i];
+        else if (r->lo > c)
+            above[na++] = idx[i];
+        else
+            mid[nc++] = idx[i];
+    }
+    itnode *nd = ebp_vec_push(&t->nodes);
+    uint32_t id = (uint32_t)(t->nodes.len - 1);
+    if (!nd || ebp_vec_reserve(&t->items, t->items.len + 2 * (size_t)nc)) {
+        t->oom = 1;
+    } else {
+        nd->center = c;
+        nd->off = (uint32_t)t->items.len;
+        nd->n = nc;
+        uint32_t *it = (uint32_t *)t->items.items + t->items.len;
+        memcpy(it, mid, nc * sizeof *mid);
+        memcpy(it + nc, mid, nc * sizeof *mid);
+        qsort(it, nc, sizeof *it, lo_cmp_idx);
+        qsort(it + nc, nc, sizeof *it, hi_cmp_idx_desc);
+        t->items.len += 2 * (size_t)nc;
+        /* children (nd may move when the vector grows: write through the index) */
+        uint32_t l = it_build(t, rs, below, nb, tmp);
+        uint32_t r = it_build(t, rs, above, na, tmp);
+        if (!t->oom) {
+            ((itnode *)t->nodes.items)[id].left = l;
+            ((itnode *)t->nodes.items)[id].right = r;
+        }
+    }
+    free(below);
+    free(above);
+    free(mid);
+    return id;
+}
 
 static uint32_t *arena_u32(builder *b, size_t n)
 {
@@ -246,126 +308,52 @@ static void build_range_index(builder *b, vm *v)
     v->lower_idx = arena_u32(b, nl);
     v->upper_idx = arena_u32(b, nu);
     uint32_t *two = malloc((nt ? nt : 1) * sizeof *two);
-    double *bs = malloc((2 * (size_t)nt + 1) * sizeof *bs);
-    if (b->oom || !two || !bs) {
+    double *tmp = malloc((2 * (size_t)nt + 1) * sizeof *tmp);
+    if (b->oom || !two || !tmp) {
         free(two);
-        free(bs);
+        free(tmp);
         b->oom = 1;
         return;
     }
+    nt = 0;
     for (uint32_t i = 0; i < n; i++) {
         const range_entry *r = &v->ranges[i];
         if (r->has_lo && r->has_hi)
-            two[v->ntwo++] = i;
+            two[nt++] = i;
         else if (r->has_lo)
             v->lower_idx[v->nlower++] = i;
         else
             v->upper_idx[v->nupper++] = i;
     }
-    sort_ranges = v->ranges; /* the builder runs under the machine's writer lock */
+    sort_ranges = v->ranges; /* builders run under the machine's writer lock */
     if (v->nlower > 1)
         qsort(v->lower_idx, v->nlower, sizeof(uint32_t), lower_cmp);
     if (v->nupper > 1)
         qsort(v->upper_idx, v->nupper, sizeof(uint32_t), upper_cmp);
-
-    /* two-sided: sweep the sorted bounds once, keeping the active set */
-    uint32_t m = 0;
-    for (uint32_t k = 0; k < nt; k++) {
-        bs[m++] = v->ranges[two[k]].lo;
-        bs[m++] = v->ranges[two[k]].hi;
-    }
-    if (m > 1)
-        qsort(bs, m, sizeof *bs, dbl_cmp);
-    uint32_t d = 0;
-    for (uint32_t i = 0; i < m; i++)
-        if (!d || bs[d - 1] != bs[i])
-            bs[d++] = bs[i];
-    /* per bound: four lists (add at point, remove at point, add after, remove after) */
-    uint32_t *cnt = calloc(4 * (size_t)d + 1, sizeof *cnt), *ev = malloc((2 * (size_t)nt + 1) * sizeof *ev);
-    uint32_t *act = malloc((nt ? nt : 1) * sizeof *act), *pos = malloc((n ? n : 1) * sizeof *pos);
-    ebp_vec items;
-    ebp_vec_init(&items, sizeof(uint32_t));
-    int ok = cnt && ev && act && pos;
-    if (ok) {
-        for (uint32_t k = 0; k < nt; k++) {
-            const range_entry *r = &v->ranges[two[k]];
-            cnt[4 * bound_index(bs, d, r->lo) + (r->lo_open ? 2 : 0)]++;
-            cnt[4 * bound_index(bs, d, r->hi) + (r->hi_open ? 1 : 3)]++;
-        }
-        uint32_t sum = 0;
-        for (size_t i = 0; i <= 4 * (size_t)d; i++) { /* prefix sums: start of each list */
-            uint32_t c = cnt[i];
-            cnt[i] = sum;
-            sum += c;
-        }
-        uint32_t *fill = malloc((4 * (size_t)d + 1) * sizeof *fill);
-        ok = fill != NULL;
-        if (ok) {
-            memcpy(fill, cnt, (4 * (size_t)d + 1) * sizeof *fill);
-            for (uint32_t k = 0; k < nt; k++) {
-                const range_entry *r = &v->ranges[two[k]];
-                ev[fill[4 * bound_index(bs, d, r->lo) + (r->lo_open ? 2 : 0)]++] = two[k];
-                ev[fill[4 * bound_index(bs, d, r->hi) + (r->hi_open ? 1 : 3)]++] = two[k];
-            }
-            free(fill);
-        }
-        uint32_t nact = 0;
-        v->slot_off = ok ? arena_u32(b, 2 * (size_t)d + 2) : NULL;
-        ok = ok && v->slot_off;
-        if (ok)
-            v->slot_off[0] = 0; /* below every bound: no two-sided range */
-        for (uint32_t i = 0; ok && i < d; i++) {
-            for (int phase = 0; phase < 2 && ok; phase++) {
-                /* phase 0: the point bounds[i]; phase 1: the interval after it */
-                uint32_t add = 4 * i + (phase ? 2 : 0), rem = 4 * i + (phase ? 3 : 1);
-                for (uint32_t e = cnt[add]; e < cnt[add + 1]; e++) {
-                    pos[ev[e]] = nact;
-                    act[nact++] = ev[e];
-                }
-                for (uint32_t e = cnt[rem]; e < cnt[rem + 1]; e++) {
-                    uint32_t at = pos[ev[e]];
-                    act[at] = act[--nact];
-                    pos[act[at]] = at;
-                }
-                v->slot_off[2 * i + 1 + phase] = (uint32_t)items.len;
-                if (items.len + nact > SLOT_BUDGET(nt) || ebp_vec_reserve(&items, items.len + nact)) {
-                    ok = 0;
-                    break;
-                }
-                memcpy((uint32_t *)items.items + items.len, act, nact * sizeof *act);
-                items.len += nact;
-            }
-        }
-        if (ok)
-            v->slot_off[2 * d + 1] = (uint32_t)items.len; /* end of the last slot */
-    }
-    free(cnt);
-    free(ev);
-    free(act);
-    free(pos);
-    v->nbounds = 0;
-    if (ok) {
-        v->slot_items = arena_u32(b, items.len);
-        v->bounds = ebp_arena_alloc(&v->arena, (d ? d : 1) * sizeof(double));
-        if (!v->slot_items || !v->bounds) {
-            b->oom = 1;
-        } else {
-            if (items.len)
-                memcpy(v->slot_items, items.items, items.len * sizeof(uint32_t));
-            if (d)
-                memcpy(v->bounds, bs, d * sizeof(double));
-            v->nbounds = d;
-        }
-        v->ntwo = 0;
+    itb t;
+    ebp_vec_init(&t.nodes, sizeof(itnode));
+    ebp_vec_init(&t.items, sizeof(uint32_t));
+    t.oom = 0;
+    it_build(&t, v->ranges, two, nt, tmp);
+    if (t.oom) {
+        b->oom = 1;
     } else {
-        v->slot_off = NULL;
-        v->two_idx = arena_u32(b, v->ntwo);
-        if (v->two_idx && v->ntwo)
-            memcpy(v->two_idx, two, v->ntwo * sizeof *two);
+        v->nitree = (uint32_t)t.nodes.len;
+        v->itree = ebp_arena_alloc(&v->arena, (t.nodes.len ? t.nodes.len : 1) * sizeof(itnode));
+        v->it_items = arena_u32(b, t.items.len);
+        if (!v->itree)
+            b->oom = 1;
+        else if (!b->oom) {
+            if (t.nodes.len)
+                memcpy(v->itree, t.nodes.items, t.nodes.len * sizeof(itnode));
+            if (t.items.len)
+                memcpy(v->it_items, t.items.items, t.items.len * sizeof(uint32_t));
+        }
     }
-    ebp_vec_free(&items);
-    free(bs);
+    ebp_vec_free(&t.nodes);
+    ebp_vec_free(&t.items);
     free(two);
+    free(tmp);
 }
 
 /* ---- build ------------------------------------------------------------------------ */
