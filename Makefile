@@ -38,8 +38,10 @@ test-tsan:
 test-fuzz:
 	@tools/fuzz.sh replay
 
+# long fuzzing: make fuzz-long FUZZ_LONG_SECONDS=600 (per target, two at a time)
+FUZZ_LONG_SECONDS ?= 600
 fuzz-long:
-	@tools/fuzz.sh long $(SECONDS)
+	@tools/fuzz.sh long $(FUZZ_LONG_SECONDS)
 
 bench: build
 	@bench/run_citylots.sh

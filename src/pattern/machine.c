@@ -353,10 +353,11 @@ static char *cond_key(const ebp_cond *c, uint32_t *len)
     if (kind == EBP_C_WILDCARD && !ebp_glob_has_star(c->glob))
         kind = EBP_C_STR; /* a wildcard without a star is an exact string */
     k[o++] = (char)kind;
-#define PUT(p, sz)                 \
-    do {                           \
-        memcpy(k + o, (p), (sz));  \
-        o += (sz);                 \
+#define PUT(p, sz)                     \
+    do {                               \
+        if (sz)                        \
+            memcpy(k + o, (p), (sz));  \
+        o += (sz);                     \
     } while (0)
     switch (kind) {
     case EBP_C_STR:
