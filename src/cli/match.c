@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#define PREFETCH_AHEAD 6
+#define PREFETCH_AHEAD 8
 #define PREFETCH_BYTES 512
 
 typedef struct {

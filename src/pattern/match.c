@@ -369,12 +369,23 @@ static int unescape(eb_matcher *mt, const unsigned char *s, const unsigned char 
     return 0;
 }
 
+static inline int seg_eq(const char *a, const char *b, size_t n)
+{
+    /* segments are short: compare inline, first byte first */
+    if (n && a[0] != b[0])
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
 static inline const node *node_child_idx(const node *n, const char *seg, size_t len, uint32_t *idx)
 {
     if (n->nedges <= 8) {
         for (uint32_t i = 0; i < n->nedges; i++) {
             const node_edge *e = &n->edges[i];
-            if (e->len == len && !memcmp(e->seg, seg, len)) {
+            if (e->len == len && seg_eq(e->seg, seg, len)) {
                 *idx = i;
                 return e->child;
             }
@@ -583,13 +594,16 @@ static inline void walk_trie(eb_matcher *mt, const vm *v, const trie *t, const u
 
 static int fold_value(eb_matcher *mt, const unsigned char *s, size_t n, size_t *outn)
 {
-    if (ebp_is_ascii(s, n)) {
-        if (GROW(mt, fbuf, fbuf_cap, n + 1))
-            return -1;
-        for (size_t i = 0; i < n; i++) {
-            unsigned char c = s[i];
-            mt->fbuf[i] = (unsigned char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-        }
+    if (GROW(mt, fbuf, fbuf_cap, n + 1))
+        return -1;
+    /* ASCII: lower-case in one pass; anything else: full case folding */
+    unsigned char hi = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        hi |= c;
+        mt->fbuf[i] = (unsigned char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    if (!(hi & 0x80)) {
         *outn = n;
         return 0;
     }

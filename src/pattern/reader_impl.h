@@ -376,8 +376,15 @@ static int RDF(object_)(rd *r, const node *n, int last)
     for (;;) {
         if (p >= end || *p != '"')
             return RDF(fail_)(r, p, "expected a string key");
-        int esc;
+        int esc = 0;
+#if RD_V
         const unsigned char *q = RDF(str_end_)(r, p + 1, &esc);
+#else
+        /* fast path: no escape before the closing quote */
+        const unsigned char *q = find_qb(p + 1, end);
+        if (q >= end || *q != '"')
+            q = RDF(str_end_)(r, p + 1, &esc);
+#endif
         if (!q)
             return -1;
         const unsigned char *k = p + 1;
@@ -413,10 +420,22 @@ static int RDF(object_)(rd *r, const node *n, int last)
             if (rc < 0)
                 return rc;
         } else {
+#if !RD_V
+            if (p < end && *p == '"') { /* fast path: a string without escapes */
+                const unsigned char *e = find_qb(p + 1, end);
+                if (e < end && *e == '"') {
+                    r->p = e + 1;
+                    goto skipped;
+                }
+            }
+#endif
             rc = RDF(skip_)(r);
             if (rc < 0)
                 return rc;
         }
+#if !RD_V
+    skipped:
+#endif
         p = RDF(ws_)(r->p, end);
 #if !RD_V
         if (eidx < 64) {
