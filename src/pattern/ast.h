@@ -46,18 +46,24 @@ typedef struct {
 
 typedef struct ebp_cond {
     ebp_cond_kind kind;
+    unsigned char has_lo, has_hi, lo_open, hi_open; /* EBP_C_RANGE */
     ebp_str s;
-    double d;            /* EBP_C_NUM */
-    int finite;          /* EBP_C_NUM: d is meaningful */
     double lo, hi;       /* EBP_C_RANGE */
-    unsigned char has_lo, has_hi, lo_open, hi_open;
-    ebp_ip ip;           /* EBP_C_IP */
-    ebp_cidr cidr;       /* EBP_C_CIDR */
-    ebp_glob *glob;      /* EBP_C_WILDCARD (owned by the pattern) */
-    size_t nv;           /* anything-but sets */
-    ebp_str *vs;
-    double *ds;
-    ebp_glob **globs;    /* owned by the pattern */
+    union {              /* by kind */
+        struct {         /* EBP_C_NUM */
+            double d;
+            int finite;  /* d is meaningful */
+        };
+        ebp_ip ip;       /* EBP_C_IP */
+        ebp_cidr cidr;   /* EBP_C_CIDR */
+        ebp_glob *glob;  /* EBP_C_WILDCARD (owned by the pattern) */
+        struct {         /* EBP_C_AB_*: the set */
+            size_t nv;
+            ebp_str *vs;
+            double *ds;
+            ebp_glob **globs; /* owned by the pattern */
+        };
+    };
 } ebp_cond;
 
 typedef struct ebp_field {

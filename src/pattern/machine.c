@@ -12,21 +12,9 @@ static void incref(int *r) { __atomic_add_fetch(r, 1, __ATOMIC_RELAXED); }
 static int decref(int *r) { return __atomic_sub_fetch(r, 1, __ATOMIC_ACQ_REL) == 0; }
 
 /* ---- rules ----------------------------------------------------------------- */
+/* A rule_rec and all its arrays are one allocation (see make_rule). */
 static void rule_free(rule_rec *r)
 {
-    if (r->fields)
-        for (uint32_t i = 0; i < r->nsub; i++) {
-            if (!r->fields[i])
-                continue;
-            for (size_t j = 0; j < r->pat->subs[i].nfields; j++)
-                free(r->fields[i][j].preds);
-            free(r->fields[i]);
-        }
-    free(r->fields);
-    free(r->sr_ids);
-    free(r->sr_gens);
-    free(r->hints);
-    free(r->access);
     eb_pattern_free((eb_pattern *)r->pat);
     free(r);
 }
@@ -343,7 +331,9 @@ static uint32_t id_take(idlist *l, uint32_t *next) { return l->n ? l->v[--l->n] 
 static char *cond_key(const ebp_cond *c, uint32_t *len)
 {
     size_t n = 1 + 64 + c->s.n;
-    for (size_t i = 0; i < c->nv; i++)
+    int is_set = c->kind == EBP_C_AB_STR || c->kind == EBP_C_AB_NUM || c->kind == EBP_C_AB_EIC ||
+                 c->kind == EBP_C_AB_PREFIX || c->kind == EBP_C_AB_SUFFIX || c->kind == EBP_C_AB_WILDCARD;
+    for (size_t i = 0; is_set && i < c->nv; i++)
         n += 8 + (c->vs ? c->vs[i].n : 0);
     char *k = malloc(n);
     if (!k)
@@ -839,14 +829,10 @@ static int rule_register(eb_machine *m, rule_rec *r)
     const struct eb_pattern *p = r->pat;
     for (uint32_t i = 0; i < r->nsub; i++) {
         const ebp_sub *sub = &p->subs[i];
-        field_rec *fr = calloc(sub->nfields ? sub->nfields : 1, sizeof *fr);
+        field_rec *fr = r->fields[i];
         path_rec **prs = calloc(sub->nfields ? sub->nfields : 1, sizeof *prs);
-        if (!fr || !prs) {
-            free(fr);
-            free(prs);
+        if (!prs)
             return -1;
-        }
-        r->fields[i] = fr;
         uint32_t sr = id_take(&m->free_sr, &m->next_sr);
         if (sr >= m->sr_gen_cap) {
             uint32_t nc = m->sr_gen_cap ? m->sr_gen_cap * 2 : 256;
@@ -877,11 +863,6 @@ static int rule_register(eb_machine *m, rule_rec *r)
             fr[j].kind = field_kind(f);
             fr[j].path_id = pr->id;
             npos += fr[j].kind == FK_POS;
-            fr[j].preds = malloc((f->ncond ? f->ncond : 1) * sizeof(uint32_t));
-            if (!fr[j].preds) {
-                free(prs);
-                return -1;
-            }
             for (size_t k = 0; k < f->ncond; k++) {
                 if (f->conds[k].kind == EBP_C_ABSENT)
                     continue;
@@ -959,24 +940,53 @@ static void rule_unregister(eb_machine *m, rule_rec *r)
 
 static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
 {
-    rule_rec *r = calloc(1, sizeof *r);
-    if (!r)
+    /* one block: the record, per-sub-rule arrays, field records, predicate ids */
+    size_t nsub = p->nsub, nfields = 0, nconds = 0;
+    for (size_t i = 0; i < nsub; i++) {
+        nfields += p->subs[i].nfields;
+        for (size_t j = 0; j < p->subs[i].nfields; j++)
+            nconds += p->subs[i].fields[j]->ncond;
+    }
+    size_t size = sizeof(rule_rec);
+    size_t o_ids = size;
+    size += nsub * sizeof(uint32_t);
+    size_t o_gens = size;
+    size += nsub * sizeof(uint32_t);
+    size_t o_hints = size;
+    size += nsub * sizeof(uint32_t);
+    size = (size + 7) & ~(size_t)7;
+    size_t o_fptr = size;
+    size += nsub * sizeof(field_rec *);
+    size_t o_frec = size;
+    size += nfields * sizeof(field_rec);
+    size_t o_preds = size;
+    size += nconds * sizeof(uint32_t);
+    size_t o_access = size;
+    size += nsub * sizeof(uint16_t);
+    char *blk = calloc(1, size);
+    if (!blk)
         return NULL;
+    rule_rec *r = (rule_rec *)(void *)blk;
     r->refs = 1;
     r->key = key;
-    r->nsub = (uint32_t)p->nsub;
+    r->nsub = (uint32_t)nsub;
+    r->sr_ids = (uint32_t *)(void *)(blk + o_ids);
+    r->sr_gens = (uint32_t *)(void *)(blk + o_gens);
+    r->hints = (uint32_t *)(void *)(blk + o_hints);
+    r->fields = (field_rec **)(void *)(blk + o_fptr);
+    r->access = (uint16_t *)(void *)(blk + o_access);
+    field_rec *fr = (field_rec *)(void *)(blk + o_frec);
+    uint32_t *pr = (uint32_t *)(void *)(blk + o_preds);
+    for (size_t i = 0; i < nsub; i++) {
+        r->fields[i] = fr;
+        for (size_t j = 0; j < p->subs[i].nfields; j++) {
+            fr[j].preds = pr;
+            pr += p->subs[i].fields[j]->ncond;
+        }
+        fr += p->subs[i].nfields;
+    }
     ebp_pattern_ref(p);
     r->pat = p;
-    size_t n = r->nsub ? r->nsub : 1;
-    r->sr_ids = calloc(n, sizeof *r->sr_ids);
-    r->sr_gens = calloc(n, sizeof *r->sr_gens);
-    r->hints = calloc(n, sizeof *r->hints);
-    r->access = calloc(n, sizeof *r->access);
-    r->fields = calloc(n, sizeof *r->fields);
-    if (!r->sr_ids || !r->sr_gens || !r->hints || !r->access || !r->fields) {
-        rule_free(r);
-        return NULL;
-    }
     r->slot = id_take(&m->free_slot, &m->next_slot);
     return r;
 }
