@@ -823,6 +823,14 @@ static uint16_t choose_access(const eb_machine *m, const rule_rec *r, uint32_t i
 
 
 
+static ebp_target target_for(const rule_rec *r, uint32_t i)
+{
+    ebp_target t = {r->sr_ids[i], r->hints[i], r->sr_gens[i]};
+    if (IS_SINGLE(t.hint))
+        t.aux = r->key;
+    return t;
+}
+
 /* Register an added rule: ids, paths, predicates, access targets. */
 static int rule_register(eb_machine *m, rule_rec *r)
 {
@@ -884,7 +892,7 @@ static int rule_register(eb_machine *m, rule_rec *r)
         r->access[i] = npos ? choose_access(m, r, i, prs) : UINT16_MAX;
         /* hint: a one-predicate positive field besides the access field,
          * the least shared one */
-        r->hints[i] = sub->nfields == 1 ? HINT_SINGLE : HINT_NONE;
+        r->hints[i] = sub->nfields == 1 ? (HINT_SINGLE | r->slot) : HINT_NONE;
         if (npos && sub->nfields > 1) {
             uint32_t best = UINT32_MAX;
             for (size_t j = 0; j < sub->nfields; j++) {
@@ -902,7 +910,7 @@ static int rule_register(eb_machine *m, rule_rec *r)
             path_rec *pr = prs[r->access[i]];
             (void)pr;
             for (uint32_t k = 0; k < af->npreds; k++)
-                if (acc_add(m->pred_tab[af->preds[k]], (ebp_target){sr, r->sr_gens[i], r->hints[i]}, sub->nfields == 1)) {
+                if (acc_add(m->pred_tab[af->preds[k]], target_for(r, i), sub->nfields == 1)) {
                     free(prs);
                     return -1;
                 }
@@ -988,6 +996,12 @@ static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
     ebp_pattern_ref(p);
     r->pat = p;
     r->slot = id_take(&m->free_slot, &m->next_slot);
+    if (r->slot >= 0x7FFFFFFFu) { /* slots must fit beside HINT_SINGLE */
+        id_push(&m->free_slot, r->slot);
+        eb_pattern_free((eb_pattern *)r->pat);
+        free(blk);
+        return NULL;
+    }
     return r;
 }
 
@@ -1364,7 +1378,7 @@ static eb_status change_rules(eb_machine *m, size_t n, const uint64_t *keys, con
                             continue;
                         pd->refs++;
                         if (j == g->access[i])
-                            acc_add(pd, (ebp_target){g->sr_ids[i], g->sr_gens[i], g->hints[i]}, sub->nfields == 1);
+                            acc_add(pd, target_for(g, i), sub->nfields == 1);
                     }
                 }
             }

@@ -34,15 +34,17 @@
 #include <pthread.h>
 
 /* ---- targets ------------------------------------------------------------- */
-#define HINT_NONE UINT32_MAX        /* no quick check */
-#define HINT_SINGLE (UINT32_MAX - 1) /* the sub-rule has this one field only */
+#define HINT_NONE UINT32_MAX   /* no quick check */
+#define HINT_SINGLE 0x80000000u /* | rule slot: the sub-rule has this one field only */
+#define IS_SINGLE(h) (((h) & HINT_SINGLE) && (h) != HINT_NONE)
 
 typedef struct {
     uint32_t sr;   /* sub-rule id */
-    uint32_t gen;  /* the sub-rule id's generation when the target was made */
-    uint32_t hint; /* HINT_SINGLE, HINT_NONE, or a predicate another field of
-                    * the sub-rule needs: a candidate whose hint predicate did
-                    * not hold is dropped without looking at the sub-rule */
+    uint32_t hint; /* HINT_SINGLE|slot, HINT_NONE, or a predicate another field
+                    * of the sub-rule needs: a candidate whose hint predicate
+                    * did not hold is dropped without looking at the sub-rule */
+    uint64_t aux;  /* single: the rule's key (matching needs nothing else);
+                    * otherwise the sub-rule id's generation */
 } ebp_target;
 
 typedef struct {
@@ -74,6 +76,8 @@ typedef struct {
 
 typedef struct {
     hm_entry *slots; /* power-of-two size */
+    uint8_t *tags;   /* per slot: 0 empty, else 0x80 | top bits of the hash (a
+                      * small array probed first, so a miss rarely touches slots) */
     uint32_t mask;
     uint32_t count;
 } hmap;

@@ -484,25 +484,48 @@ static void add_result(eb_matcher *mt, const sr_t *S)
     mt->out[mt->nout++] = S->key;
 }
 
-static inline void wake(eb_matcher *mt, ebp_target t)
+static inline void wake(eb_matcher *mt, const ebp_target *t)
 {
-    if (t.hint == HINT_SINGLE) {
-        const sr_t *S = snap_sr(mt->snap, t.sr);
-        if (S->rule && S->gen == t.gen) /* else removed since this vm was built */
-            add_result(mt, S);
+    if (IS_SINGLE(t->hint)) {
+        /* a one-field sub-rule: the rule matches; its key is in the target */
+        uint32_t slot = t->hint & ~HINT_SINGLE;
+        if (mt->rule_epoch[slot] == mt->epoch)
+            return;
+        mt->rule_epoch[slot] = mt->epoch;
+        if (mt->nout == mt->out_cap && grow((void **)&mt->out, &mt->out_cap, mt->nout + 1, sizeof *mt->out)) {
+            mt->oom = 1;
+            return;
+        }
+        mt->out[mt->nout++] = t->aux;
         return;
     }
     if (mt->ncands == mt->cands_cap && GROW(mt, cands, cands_cap, mt->ncands + 1)) {
         mt->oom = 1;
         return;
     }
-    mt->cands[mt->ncands++] = t;
+    mt->cands[mt->ncands++] = *t;
+}
+
+static inline void wake_all(eb_matcher *mt, const vm *v, const unit *u)
+{
+    if (u->n == 1) {
+        wake(mt, &u->t.one);
+    } else {
+        const ebp_target *t = v->targets + u->t.off;
+        for (uint32_t i = 0; i < u->n; i++)
+            wake(mt, &t[i]);
+    }
 }
 
 /* A predicate holds for the current value: mark it; the first time in this
- * event, wake the sub-rules it is the access predicate for. */
+ * event, wake the sub-rules it is the access predicate for.  A predicate
+ * whose only users are one-field sub-rules needs no mark. */
 static inline void unit_hit(eb_matcher *mt, const vm *v, const unit *u)
 {
+    if (!u->mark && !mt->record) {
+        wake_all(mt, v, u);
+        return;
+    }
     mark_t *k = &mt->preds[u->pred];
     if (k->epoch == mt->epoch) {
         k->flags |= mt->tdepth ? 2u : 1u;
@@ -518,13 +541,7 @@ static inline void unit_hit(eb_matcher *mt, const vm *v, const unit *u)
             record(mt, &k->head);
         return;
     }
-    if (u->n == 1) {
-        wake(mt, u->t.one);
-    } else {
-        const ebp_target *t = v->targets + u->t.off;
-        for (uint32_t i = 0; i < u->n; i++)
-            wake(mt, t[i]);
-    }
+    wake_all(mt, v, u);
 }
 
 static inline void presence(eb_matcher *mt, uint32_t path)
@@ -548,10 +565,14 @@ static inline const hm_entry *hm_get(const vm *v, const hmap *h, uint32_t tag, c
     uint64_t hv = ebp_hash_bytes(k, n, tag);
     uint64_t k8 = 0;
     memcpy(&k8, k, n < 8 ? n : 8);
+    const uint8_t want = (uint8_t)(0x80 | (hv >> 57));
     for (uint32_t i = (uint32_t)hv & h->mask;; i = (i + 1) & h->mask) {
-        const hm_entry *e = &h->slots[i];
-        if (e->klen == UINT32_MAX)
+        uint8_t t = h->tags[i];
+        if (!t)
             return NULL;
+        if (t != want)
+            continue;
+        const hm_entry *e = &h->slots[i];
         if (e->hash == (uint32_t)hv && e->klen == n && e->k8 == k8 && e->tag == tag &&
             (n <= 8 || !memcmp(v->keys + e->koff + 8, (const char *)k + 8, n - 8)))
             return e;
@@ -1359,7 +1380,7 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
         const ebp_target *c = &mt->cands[i];
         if (c->hint != HINT_NONE && mt->preds[c->hint].epoch != mt->epoch)
             continue; /* another field cannot hold: no need to look further */
-        consider(mt, c->sr, c->gen);
+        consider(mt, c->sr, (uint32_t)c->aux);
     }
     for (uint32_t i = 0; i < s->nalways; i++)
         consider(mt, s->always[i], snap_sr(s, s->always[i])->gen);

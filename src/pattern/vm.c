@@ -54,10 +54,12 @@ static void hmap_build(builder *b, hmap *h, const hkey *items, size_t n, ebp_vec
     while (size < n * 2)
         size *= 2;
     h->slots = ebp_arena_alloc(&b->v->arena, size * sizeof *h->slots);
-    if (!h->slots) {
+    h->tags = ebp_arena_alloc(&b->v->arena, size);
+    if (!h->slots || !h->tags) {
         b->oom = 1;
         return;
     }
+    memset(h->tags, 0, size);
     for (uint32_t i = 0; i < size; i++)
         h->slots[i].klen = UINT32_MAX;
     h->mask = size - 1;
@@ -74,6 +76,7 @@ static void hmap_build(builder *b, hmap *h, const hkey *items, size_t n, ebp_vec
         uint32_t s = (uint32_t)hv & h->mask;
         while (h->slots[s].klen != UINT32_MAX)
             s = (s + 1) & h->mask;
+        h->tags[s] = (uint8_t)(0x80 | (hv >> 57));
         hm_entry *e = &h->slots[s];
         e->hash = (uint32_t)hv;
         e->k8 = 0;
