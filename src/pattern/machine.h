@@ -272,14 +272,27 @@ static inline const sr_t *snap_sr(const struct eb_snapshot *s, uint32_t id)
     return &s->srs[id >> CHUNK_BITS]->items[id & (CHUNK - 1)];
 }
 
-/* Find the child for one path segment, NULL if none. */
-static inline node *node_child(const node *n, const char *seg, size_t len)
+static inline int seg_eq(const char *a, const char *b, size_t n)
+{
+    /* segments are short: compare inline, first byte first */
+    if (n && a[0] != b[0])
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+/* The child for one path segment (and its edge index in *idx), NULL if none. */
+static inline node *node_child_idx(const node *n, const char *seg, size_t len, uint32_t *idx)
 {
     if (n->nedges <= 8) {
         for (uint32_t i = 0; i < n->nedges; i++) {
             const node_edge *e = &n->edges[i];
-            if (e->len == len && !memcmp(e->seg, seg, len))
+            if (e->len == len && seg_eq(e->seg, seg, len)) {
+                *idx = i;
                 return e->child;
+            }
         }
         return NULL;
     }
@@ -289,9 +302,17 @@ static inline node *node_child(const node *n, const char *seg, size_t len)
         if (k == UINT32_MAX)
             return NULL;
         const node_edge *e = &n->edges[k];
-        if (e->hash == h && e->len == len && !memcmp(e->seg, seg, len))
+        if (e->hash == h && e->len == len && seg_eq(e->seg, seg, len)) {
+            *idx = k;
             return e->child;
+        }
     }
+}
+
+static inline node *node_child(const node *n, const char *seg, size_t len)
+{
+    uint32_t idx;
+    return node_child_idx(n, seg, len, &idx);
 }
 
 #endif

@@ -119,6 +119,33 @@ static inline const unsigned char *find_qb_strict(const unsigned char *p, const 
     return p;
 }
 
+/* One byte of the scalar skipper: 1 when the outermost container closes,
+ * -1 when nesting goes beyond `room`, else 0. */
+static inline int skip_step(unsigned char ch, unsigned *in_str, unsigned *esc, unsigned *depth, unsigned *opened,
+                            unsigned room)
+{
+    if (*esc) {
+        *esc = 0;
+    } else if (*in_str) {
+        if (ch == '\\')
+            *esc = 1;
+        else if (ch == '"')
+            *in_str = 0;
+    } else if (ch == '"') {
+        *in_str = 1;
+    } else if (ch == '{' || ch == '[') {
+        (*depth)++;
+        if (++*opened > room)
+            return -1;
+    } else if (ch == '}' || ch == ']') {
+        if (*opened)
+            (*opened)--;
+        if (--*depth == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Trusting-mode skip of container contents.  p is just inside a container
  * (after its '{' or '['), `depth` levels still open (>= 1).  Returns the
  * position just after the closing bracket that brings depth to 0, or NULL
@@ -138,26 +165,9 @@ static const unsigned char *skip_container(const unsigned char *p, const unsigne
         if (bs || esc) {
             /* scalar over this block */
             for (int i = 0; i < 16; i++) {
-                unsigned char ch = p[i];
-                if (esc) {
-                    esc = 0;
-                } else if (in_str) {
-                    if (ch == '\\')
-                        esc = 1;
-                    else if (ch == '"')
-                        in_str = 0;
-                } else if (ch == '"') {
-                    in_str = 1;
-                } else if (ch == '{' || ch == '[') {
-                    depth++;
-                    if (++opened > room)
-                        return NULL;
-                } else if (ch == '}' || ch == ']') {
-                    if (opened)
-                        opened--;
-                    if (--depth == 0)
-                        return p + i + 1;
-                }
+                int st = skip_step(p[i], &in_str, &esc, &depth, &opened, room);
+                if (st)
+                    return st < 0 ? NULL : p + i + 1;
             }
             p += 16;
             continue;
@@ -194,26 +204,9 @@ static const unsigned char *skip_container(const unsigned char *p, const unsigne
     }
 #endif
     for (; p < end; p++) {
-        unsigned char ch = *p;
-        if (esc) {
-            esc = 0;
-        } else if (in_str) {
-            if (ch == '\\')
-                esc = 1;
-            else if (ch == '"')
-                in_str = 0;
-        } else if (ch == '"') {
-            in_str = 1;
-        } else if (ch == '{' || ch == '[') {
-            depth++;
-            if (++opened > room)
-                return NULL;
-        } else if (ch == '}' || ch == ']') {
-            if (opened)
-                opened--;
-            if (--depth == 0)
-                return p + 1;
-        }
+        int st = skip_step(*p, &in_str, &esc, &depth, &opened, room);
+        if (st)
+            return st < 0 ? NULL : p + 1;
     }
     return NULL;
 }
@@ -367,42 +360,6 @@ static int unescape(eb_matcher *mt, const unsigned char *s, const unsigned char 
     }
     *outlen = n;
     return 0;
-}
-
-static inline int seg_eq(const char *a, const char *b, size_t n)
-{
-    /* segments are short: compare inline, first byte first */
-    if (n && a[0] != b[0])
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if (a[i] != b[i])
-            return 0;
-    return 1;
-}
-
-static inline const node *node_child_idx(const node *n, const char *seg, size_t len, uint32_t *idx)
-{
-    if (n->nedges <= 8) {
-        for (uint32_t i = 0; i < n->nedges; i++) {
-            const node_edge *e = &n->edges[i];
-            if (e->len == len && seg_eq(e->seg, seg, len)) {
-                *idx = i;
-                return e->child;
-            }
-        }
-        return NULL;
-    }
-    uint64_t h = ebp_hash_bytes(seg, len, 0);
-    for (uint32_t i = (uint32_t)h & n->idx_mask;; i = (i + 1) & n->idx_mask) {
-        uint32_t k = n->index[i];
-        if (k == UINT32_MAX)
-            return NULL;
-        const node_edge *e = &n->edges[k];
-        if (e->hash == h && e->len == len && !memcmp(e->seg, seg, len)) {
-            *idx = k;
-            return e->child;
-        }
-    }
 }
 
 /* The node reached by an event key that contains dots ("a.b" walks a then
