@@ -11,6 +11,11 @@
 static void incref(int *r) { __atomic_add_fetch(r, 1, __ATOMIC_RELAXED); }
 static int decref(int *r) { return __atomic_sub_fetch(r, 1, __ATOMIC_ACQ_REL) == 0; }
 
+node *ebp_node_child_hashed(const node *n, const char *seg, size_t len, uint32_t *idx)
+{
+    return node_child_hashed_(n, seg, len, idx);
+}
+
 /* ---- rules ----------------------------------------------------------------- */
 /* A rule_rec and all its arrays are one allocation (see make_rule). */
 static void rule_free(rule_rec *r)

@@ -283,7 +283,12 @@ static inline int seg_eq(const char *a, const char *b, size_t n)
     return 1;
 }
 
+node *ebp_node_child_hashed(const node *n, const char *seg, size_t len, uint32_t *idx);
+
 /* The child for one path segment (and its edge index in *idx), NULL if none. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
 static inline node *node_child_idx(const node *n, const char *seg, size_t len, uint32_t *idx)
 {
     if (n->nedges <= 8) {
@@ -296,6 +301,11 @@ static inline node *node_child_idx(const node *n, const char *seg, size_t len, u
         }
         return NULL;
     }
+    return ebp_node_child_hashed(n, seg, len, idx);
+}
+
+static inline node *node_child_hashed_(const node *n, const char *seg, size_t len, uint32_t *idx)
+{
     uint64_t h = ebp_hash_bytes(seg, len, 0);
     for (uint32_t i = (uint32_t)h & n->idx_mask;; i = (i + 1) & n->idx_mask) {
         uint32_t k = n->index[i];

@@ -99,6 +99,33 @@ static inline const unsigned char *find_qb(const unsigned char *p, const unsigne
     return p;
 }
 
+/* Like find_qb, and *dot tells whether a '.' comes before the stop. */
+static inline const unsigned char *find_qb_dot(const unsigned char *p, const unsigned char *end, int *dot)
+{
+    unsigned seen = 0;
+#ifdef __SSE2__
+    const __m128i q = _mm_set1_epi8('"'), b = _mm_set1_epi8('\\'), d = _mm_set1_epi8('.');
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, b)));
+        unsigned dm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, d));
+        if (m) {
+            unsigned at = (unsigned)__builtin_ctz(m);
+            *dot = seen || (dm & ((1u << at) - 1)) != 0;
+            return p + at;
+        }
+        seen |= dm;
+        p += 16;
+    }
+#endif
+    while (p < end && *p != '"' && *p != '\\') {
+        seen |= *p == '.';
+        p++;
+    }
+    *dot = seen != 0;
+    return p;
+}
+
 /* First byte in [p, end) that is '"', '\\', a control byte or >= 0x80. */
 static inline const unsigned char *find_qb_strict(const unsigned char *p, const unsigned char *end)
 {

@@ -376,14 +376,16 @@ static int RDF(object_)(rd *r, const node *n, int last)
     for (;;) {
         if (p >= end || *p != '"')
             return RDF(fail_)(r, p, "expected a string key");
-        int esc = 0;
+        int esc = 0, dot = 1;
 #if RD_V
         const unsigned char *q = RDF(str_end_)(r, p + 1, &esc);
 #else
         /* fast path: no escape before the closing quote */
-        const unsigned char *q = find_qb(p + 1, end);
-        if (q >= end || *q != '"')
+        const unsigned char *q = find_qb_dot(p + 1, end, &dot);
+        if (q >= end || *q != '"') {
             q = RDF(str_end_)(r, p + 1, &esc);
+            dot = 1;
+        }
 #endif
         if (!q)
             return -1;
@@ -402,7 +404,7 @@ static int RDF(object_)(rd *r, const node *n, int last)
          * (segments never contain dots, so a direct hit needs no dot check) */
         uint32_t eidx = UINT32_MAX;
         const node *child = node_child_idx(n, (const char *)k, klen, &eidx);
-        if (!child && klen > 1)
+        if (!child && dot && klen > 1)
             child = dotted_child(n, k, klen);
         r->p = p;
         int rc;
