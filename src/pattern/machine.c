@@ -13,7 +13,40 @@ static int decref(int *r) { return __atomic_sub_fetch(r, 1, __ATOMIC_ACQ_REL) ==
 
 node *ebp_node_child_hashed(const node *n, const char *seg, size_t len, uint32_t *idx)
 {
-    return node_child_hashed_(n, seg, len, idx);
+    uint64_t h = ebp_hash_bytes(seg, len, 0);
+    for (uint32_t i = (uint32_t)h & n->idx_mask;; i = (i + 1) & n->idx_mask) {
+        uint32_t k = n->index[i];
+        if (k == UINT32_MAX)
+            return NULL;
+        const node_edge *e = &n->edges[k];
+        if (e->hash == h && e->len == len && seg_eq(e->seg, seg, len)) {
+            *idx = k;
+            return e->child;
+        }
+    }
+}
+
+/* An open-addressing index of n items (UINT32_MAX = empty), at least twice
+ * n and at least min slots; *mask receives size - 1. */
+static uint32_t *index_new(uint32_t n, uint32_t min, uint32_t *mask)
+{
+    uint32_t size = min;
+    while (size < n * 2)
+        size *= 2;
+    uint32_t *idx = malloc(size * sizeof *idx);
+    if (!idx)
+        return NULL;
+    memset(idx, 0xff, size * sizeof *idx);
+    *mask = size - 1;
+    return idx;
+}
+
+static void index_put(uint32_t *idx, uint32_t mask, uint64_t hash, uint32_t item)
+{
+    uint32_t s = (uint32_t)hash & mask;
+    while (idx[s] != UINT32_MAX)
+        s = (s + 1) & mask;
+    idx[s] = item;
 }
 
 /* ---- rules ----------------------------------------------------------------- */
@@ -95,20 +128,11 @@ static int node_reindex(node *n)
         qsort(n->edges, n->nedges, sizeof *n->edges, edge_cmp);
     if (n->nedges <= 8)
         return 0;
-    uint32_t size = 16;
-    while (size < n->nedges * 2)
-        size *= 2;
-    n->index = malloc(size * sizeof *n->index);
+    n->index = index_new(n->nedges, 16, &n->idx_mask);
     if (!n->index)
         return -1;
-    memset(n->index, 0xff, size * sizeof *n->index);
-    n->idx_mask = size - 1;
-    for (uint32_t i = 0; i < n->nedges; i++) {
-        uint32_t s = (uint32_t)n->edges[i].hash & n->idx_mask;
-        while (n->index[s] != UINT32_MAX)
-            s = (s + 1) & n->idx_mask;
-        n->index[s] = i;
-    }
+    for (uint32_t i = 0; i < n->nedges; i++)
+        index_put(n->index, n->idx_mask, n->edges[i].hash, i);
     return 0;
 }
 
@@ -512,20 +536,11 @@ static int path_reindex(path_rec *pr)
     pr->pidx = NULL;
     if (pr->npreds <= 16)
         return 0;
-    uint32_t size = 64;
-    while (size < pr->npreds * 2)
-        size *= 2;
-    pr->pidx = malloc(size * sizeof *pr->pidx);
+    pr->pidx = index_new(pr->npreds, 64, &pr->pmask);
     if (!pr->pidx)
         return -1;
-    memset(pr->pidx, 0xff, size * sizeof *pr->pidx);
-    pr->pmask = size - 1;
-    for (uint32_t k = 0; k < pr->npreds; k++) {
-        uint32_t i = (uint32_t)ebp_hash_bytes(pr->preds[k]->key, pr->preds[k]->klen, 3) & pr->pmask;
-        while (pr->pidx[i] != UINT32_MAX)
-            i = (i + 1) & pr->pmask;
-        pr->pidx[i] = k;
-    }
+    for (uint32_t k = 0; k < pr->npreds; k++)
+        index_put(pr->pidx, pr->pmask, ebp_hash_bytes(pr->preds[k]->key, pr->preds[k]->klen, 3), k);
     return 0;
 }
 
@@ -1194,7 +1209,6 @@ static int publish(eb_machine *m, rule_rec *const *gone, size_t ngone, rule_rec 
     if (s->root)
         incref(&s->root->refs);
     s->nrules = ch.old->nrules;
-    s->max_fields = ch.old->max_fields;
     int rc = tables_init(&ch, m->next_sr, m->next_slot);
     if (!rc)
         rc = rebuild_always(&ch, gone, ngone, added, nadded);
@@ -1230,14 +1244,7 @@ static int publish(eb_machine *m, rule_rec *const *gone, size_t ngone, rule_rec 
             t->key = r->key;
             t->slot = r->slot;
             t->gen = r->sr_gens[i];
-            t->nfields = (uint16_t)sub->nfields;
-            t->npos = 0;
-            for (size_t j = 0; j < sub->nfields; j++)
-                t->npos = (uint16_t)(t->npos + (r->fields[i][j].kind == FK_POS));
-            t->access = r->access[i];
-            t->single = sub->nfields == 1 && t->npos == 1;
-            if (t->nfields > s->max_fields)
-                s->max_fields = t->nfields;
+            t->nfields = (uint32_t)sub->nfields;
         }
         rule_rec **slot = rc ? NULL : rule_mut(&ch, r->slot);
         if (!slot) {

@@ -47,9 +47,6 @@ typedef struct {
                     * otherwise the sub-rule id's generation */
 } ebp_target;
 
-typedef struct {
-    uint32_t off, n; /* slice of vm->targets */
-} tlist;
 
 /* One predicate in a vm: its id and the sub-rules it is the access for
  * (one target inline; more in vm->targets). */
@@ -221,9 +218,7 @@ typedef struct {
     uint64_t key;          /* the rule's key and slot, copied here for matching */
     uint32_t slot;
     uint32_t gen;
-    uint16_t nfields, npos;
-    uint16_t access; /* index of the access field (npos > 0) */
-    uint16_t single; /* 1: exactly one field and it is FK_POS */
+    uint32_t nfields;
 } sr_t;
 
 typedef struct rule_rec {
@@ -264,7 +259,6 @@ struct eb_snapshot {
     size_t nrules;
     uint32_t npred_cap; /* predicate ids are < npred_cap */
     uint32_t npath_cap; /* path ids are < npath_cap */
-    uint16_t max_fields;
 };
 
 static inline const sr_t *snap_sr(const struct eb_snapshot *s, uint32_t id)
@@ -283,6 +277,7 @@ static inline int seg_eq(const char *a, const char *b, size_t n)
     return 1;
 }
 
+/* node_child_idx for nodes with more than 8 edges (hash index) */
 node *ebp_node_child_hashed(const node *n, const char *seg, size_t len, uint32_t *idx);
 
 /* The child for one path segment (and its edge index in *idx), NULL if none. */
@@ -302,21 +297,6 @@ static inline node *node_child_idx(const node *n, const char *seg, size_t len, u
         return NULL;
     }
     return ebp_node_child_hashed(n, seg, len, idx);
-}
-
-static inline node *node_child_hashed_(const node *n, const char *seg, size_t len, uint32_t *idx)
-{
-    uint64_t h = ebp_hash_bytes(seg, len, 0);
-    for (uint32_t i = (uint32_t)h & n->idx_mask;; i = (i + 1) & n->idx_mask) {
-        uint32_t k = n->index[i];
-        if (k == UINT32_MAX)
-            return NULL;
-        const node_edge *e = &n->edges[k];
-        if (e->hash == h && e->len == len && seg_eq(e->seg, seg, len)) {
-            *idx = k;
-            return e->child;
-        }
-    }
 }
 
 static inline node *node_child(const node *n, const char *seg, size_t len)

@@ -18,8 +18,6 @@
 
 /* ---- character classes ------------------------------------------------------ */
 static unsigned char str_special_v[256]; /* '"', '\\', < 0x20, >= 0x80 */
-static unsigned char str_special_t[256]; /* '"', '\\' */
-static unsigned char skip_special[256];  /* '"', '{', '}', '[', ']' */
 static unsigned char scalar_end[256];    /* ',', '}', ']', whitespace */
 static unsigned char num_char[256];      /* 0-9 + - . e E */
 
@@ -27,8 +25,6 @@ static void init_tables(void)
 {
     for (int c = 0; c < 256; c++) {
         str_special_v[c] = (unsigned char)(c == '"' || c == '\\' || c < 0x20 || c >= 0x80);
-        str_special_t[c] = (unsigned char)(c == '"' || c == '\\');
-        skip_special[c] = (unsigned char)(c == '"' || c == '{' || c == '}' || c == '[' || c == ']');
         scalar_end[c] = (unsigned char)(c == ',' || c == '}' || c == ']' || c == ' ' || c == '\n' || c == '\r' ||
                                         c == '\t');
         num_char[c] = (unsigned char)((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.' || c == 'e' ||
@@ -456,31 +452,24 @@ static void record(eb_matcher *mt, uint32_t *head)
     *head = (uint32_t)++mt->nrecs;
 }
 
-static void add_result(eb_matcher *mt, const sr_t *S)
+/* The rule in `slot` matches: report its key once per event. */
+static inline void add_rule(eb_matcher *mt, uint32_t slot, uint64_t key)
 {
-    if (mt->rule_epoch[S->slot] == mt->epoch)
+    if (mt->rule_epoch[slot] == mt->epoch)
         return;
-    mt->rule_epoch[S->slot] = mt->epoch;
+    mt->rule_epoch[slot] = mt->epoch;
     if (mt->nout == mt->out_cap && grow((void **)&mt->out, &mt->out_cap, mt->nout + 1, sizeof *mt->out)) {
         mt->oom = 1;
         return;
     }
-    mt->out[mt->nout++] = S->key;
+    mt->out[mt->nout++] = key;
 }
 
 static inline void wake(eb_matcher *mt, const ebp_target *t)
 {
     if (IS_SINGLE(t->hint)) {
         /* a one-field sub-rule: the rule matches; its key is in the target */
-        uint32_t slot = t->hint & ~HINT_SINGLE;
-        if (mt->rule_epoch[slot] == mt->epoch)
-            return;
-        mt->rule_epoch[slot] = mt->epoch;
-        if (mt->nout == mt->out_cap && grow((void **)&mt->out, &mt->out_cap, mt->nout + 1, sizeof *mt->out)) {
-            mt->oom = 1;
-            return;
-        }
-        mt->out[mt->nout++] = t->aux;
+        add_rule(mt, t->hint & ~HINT_SINGLE, t->aux);
         return;
     }
     if (mt->ncands == mt->cands_cap && GROW(mt, cands, cands_cap, mt->ncands + 1)) {
@@ -1192,7 +1181,6 @@ void eb_matcher_free(eb_matcher *mt)
         return;
     free(mt->preds);
     free(mt->paths);
-    free(mt->sr_epoch);
     free(mt->rule_epoch);
     free(mt->recs);
     free(mt->trails);
@@ -1228,7 +1216,7 @@ static int grow_zero(void **p, size_t have, size_t want, size_t isz)
 static int prepare(eb_matcher *mt, const eb_snapshot *s)
 {
     size_t np = s->npred_cap + 1, nh = s->npath_cap + 1;
-    size_t nsr = (size_t)s->nsr_chunks * CHUNK, nrules = (size_t)s->nrule_chunks * CHUNK;
+    size_t nrules = (size_t)s->nrule_chunks * CHUNK;
     if (np > mt->preds_cap) {
         size_t want = np + np / 2;
         if (grow_zero((void **)&mt->preds, mt->preds_cap, want, sizeof(mark_t)))
@@ -1241,11 +1229,6 @@ static int prepare(eb_matcher *mt, const eb_snapshot *s)
             return -1;
         mt->paths_cap = want;
     }
-    if (nsr > mt->srs_cap) {
-        if (grow_zero((void **)&mt->sr_epoch, mt->srs_cap, nsr, sizeof(uint32_t)))
-            return -1;
-        mt->srs_cap = nsr;
-    }
     if (nrules > mt->rules_cap) {
         if (grow_zero((void **)&mt->rule_epoch, mt->rules_cap, nrules, sizeof(uint32_t)))
             return -1;
@@ -1254,19 +1237,24 @@ static int prepare(eb_matcher *mt, const eb_snapshot *s)
     return 0;
 }
 
+/* Per-event scratch that is not stamped with the epoch. */
+static void scratch_reset(eb_matcher *mt)
+{
+    mt->nrecs = mt->ntrails = mt->ncands = 0;
+    mt->tdepth = 0;
+    mt->next_array = 0;
+    mt->trail_valid = 0;
+}
+
 static void next_epoch(eb_matcher *mt)
 {
     if (++mt->epoch == 0) { /* wrapped: clear every stamp */
         memset(mt->preds, 0, mt->preds_cap * sizeof(mark_t));
         memset(mt->paths, 0, mt->paths_cap * sizeof(mark_t));
-        memset(mt->sr_epoch, 0, mt->srs_cap * sizeof(uint32_t));
         memset(mt->rule_epoch, 0, mt->rules_cap * sizeof(uint32_t));
         mt->epoch = 1;
     }
-    mt->nrecs = mt->ntrails = mt->ncands = 0;
-    mt->tdepth = 0;
-    mt->next_array = 0;
-    mt->trail_valid = 0;
+    scratch_reset(mt);
 }
 
 static int read_event(eb_matcher *mt, const char *json, size_t len, unsigned flags)
@@ -1339,7 +1327,7 @@ static void consider(eb_matcher *mt, uint32_t sr, uint32_t gen)
         return;
     int ev = evaluate(mt, S);
     if (ev == EV_YES)
-        add_result(mt, S);
+        add_rule(mt, S->slot, S->key);
     else if (ev == EV_DP && push_u32(&mt->dp, &mt->ndp, &mt->dp_cap, sr))
         mt->oom = 1;
 }
@@ -1370,8 +1358,9 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
         consider(mt, s->always[i], snap_sr(s, s->always[i])->gen);
     if (mt->ndp && !mt->oom) {
         /* pass 2: re-read recording where values sat, then solve exactly.
-         * Results and rule stamps of pass 1 carry over to the new epoch. */
-        next_epoch(mt);
+         * Same epoch: the marks are the same, and pass 1's rule stamps keep
+         * its results from being reported twice. */
+        scratch_reset(mt);
         mt->record = 1;
         int rc = read_event(mt, json, len, flags);
         mt->record = 0;
@@ -1379,16 +1368,8 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
             return set_err(mt, err, EB_ERR_EVENT);
         for (size_t i = 0; i < mt->ndp; i++) {
             const sr_t *S = snap_sr(s, mt->dp[i]);
-            int done = 0;
-            for (size_t k = 0; k < mt->nout && !done; k++)
-                done = mt->out[k] == S->key;
-            if (!done && dp_check(mt, S)) {
-                if (mt->nout == mt->out_cap &&
-                    grow((void **)&mt->out, &mt->out_cap, mt->nout + 1, sizeof *mt->out))
-                    mt->oom = 1;
-                else
-                    mt->out[mt->nout++] = S->key;
-            }
+            if (mt->rule_epoch[S->slot] != mt->epoch && dp_check(mt, S))
+                add_rule(mt, S->slot, S->key);
         }
     }
     if (mt->oom)

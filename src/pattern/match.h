@@ -25,8 +25,6 @@ struct eb_matcher {
     size_t preds_cap;
     mark_t *paths; /* flags 1: a value at top level, 2: a value inside an array */
     size_t paths_cap;
-    uint32_t *sr_epoch;
-    size_t srs_cap;
     uint32_t *rule_epoch;
     size_t rules_cap;
     rec *recs;
