@@ -21,29 +21,6 @@ void ebp_arena_free(ebp_arena *a)
     a->total = 0;
 }
 
-void ebp_arena_reset(ebp_arena *a)
-{
-    ebp_arena_chunk *keep = NULL, *c = a->head;
-    while (c) {
-        ebp_arena_chunk *n = c->next;
-        if (!keep || c->cap > keep->cap) {
-            free(keep);
-            keep = c;
-        } else {
-            free(c);
-        }
-        c = n;
-    }
-    if (keep) {
-        keep->next = NULL;
-        keep->used = 0;
-        a->total = keep->cap + sizeof *keep;
-    } else {
-        a->total = 0;
-    }
-    a->head = keep;
-}
-
 void *ebp_arena_alloc(ebp_arena *a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;

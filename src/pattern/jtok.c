@@ -116,80 +116,9 @@ static int str_put(jtok *t, const char *s, size_t n)
     return 0;
 }
 
-static int put_utf8(jtok *t, uint32_t cp)
-{
-    char b[4];
-    size_t n;
-    if (cp < 0x80) {
-        b[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (char)(0xC0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        b[0] = (char)(0xF0 | (cp >> 18));
-        b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    return str_put(t, b, n);
-}
 
-static int hex4(const char *p, uint32_t *out)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (uint32_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (uint32_t)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (uint32_t)(c - 'A' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
 
 /* Length of a valid UTF-8 sequence at p (multi-byte lead), 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    size_t n;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    return n;
-}
 
 /* Parse a string starting after the opening quote. */
 static int read_string(jtok *t)
@@ -226,7 +155,7 @@ static int read_string(jtok *t)
             return -1;
         }
         if (c >= 0x80) {
-            size_t n = utf8_len((const unsigned char *)p, (const unsigned char *)t->end);
+            size_t n = ebp_utf8_len((const unsigned char *)p, (const unsigned char *)t->end);
             if (!n) {
                 char msg[64];
                 snprintf(msg, sizeof msg, "Invalid UTF-8 start byte 0x%x", c);
@@ -259,25 +188,15 @@ static int read_string(jtok *t)
         case 't': out = '\t'; break;
         case 'u': {
             uint32_t cp;
-            if (t->end - p < 4 || hex4(p, &cp)) {
+            size_t used;
+            if (ebp_json_u_escape((const unsigned char *)p, (const unsigned char *)t->end, &cp, &used)) {
                 t->p = p;
                 fail(t, "Unexpected character in Unicode escape: expected a hex-digit");
                 return -1;
             }
-            p += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                uint32_t lo;
-                if (t->end - p >= 6 && p[0] == '\\' && p[1] == 'u' && !hex4(p + 2, &lo) && lo >= 0xDC00 &&
-                    lo <= 0xDFFF) {
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    p += 6;
-                } else {
-                    cp = 0xFFFD; /* lone high surrogate */
-                }
-            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                cp = 0xFFFD; /* lone low surrogate */
-            }
-            if (put_utf8(t, cp))
+            p += used;
+            unsigned char b[4];
+            if (str_put(t, (const char *)b, ebp_utf8_put(b, cp)))
                 return fail(t, "out of memory"), -1;
             continue;
         }

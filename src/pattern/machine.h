@@ -133,9 +133,11 @@ enum {
     VM_NUM = 1,  /* needs the double value of numbers */
     VM_IP = 2,   /* has IP literals or cidr: try to parse strings as IPs */
     VM_FOLD = 4, /* needs the case-folded string */
-    VM_STR = 8,  /* has some string-shaped condition */
-    VM_WC = 16   /* has unanchored wildcards */
+    VM_STR = 8   /* has some string-shaped condition */
 };
+
+/* Up to this many numeric ranges on a path are scanned; more get an index. */
+#define RANGE_LINEAR_MAX 8
 
 /* What a vm is built from: one entry per predicate at the path. */
 typedef struct {

@@ -34,47 +34,6 @@ static void init_tables(void)
 
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
-static inline int is_hex(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-static inline unsigned hexval(unsigned char c)
-{
-    return c <= '9' ? (unsigned)(c - '0') : (unsigned)((c | 0x20) - 'a' + 10);
-}
-
-/* Length of one valid UTF-8 sequence at p (lead byte >= 0x80), else 0. */
-static size_t utf8_seq_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    size_t avail = (size_t)(end - p);
-    if (c >= 0xC2 && c <= 0xDF) {
-        if (avail >= 2 && (p[1] & 0xC0) == 0x80)
-            return 2;
-        return 0;
-    }
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (avail < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xE0 && p[1] < 0xA0)
-            return 0; /* overlong */
-        if (c == 0xED && p[1] >= 0xA0)
-            return 0; /* UTF-16 surrogate */
-        return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (avail < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xF0 && p[1] < 0x90)
-            return 0;
-        if (c == 0xF4 && p[1] >= 0x90)
-            return 0;
-        return 4;
-    }
-    return 0;
-}
-
 /* ---- SIMD scanning (SSE2 is baseline on x86-64; scalar elsewhere) ----------- */
 
 /* First byte in [p, end) that is '"' or '\\', or end. */
@@ -303,24 +262,6 @@ static inline void tpop(eb_matcher *mt)
 }
 
 /* ---- strings ---------------------------------------------------------------------- */
-static void put_cp(unsigned char *o, size_t *n, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[(*n)++] = (unsigned char)cp;
-    } else if (cp < 0x800) {
-        o[(*n)++] = (unsigned char)(0xC0 | (cp >> 6));
-        o[(*n)++] = (unsigned char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        o[(*n)++] = (unsigned char)(0xE0 | (cp >> 12));
-        o[(*n)++] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        o[(*n)++] = (unsigned char)(0x80 | (cp & 0x3F));
-    } else {
-        o[(*n)++] = (unsigned char)(0xF0 | (cp >> 18));
-        o[(*n)++] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-        o[(*n)++] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        o[(*n)++] = (unsigned char)(0x80 | (cp & 0x3F));
-    }
-}
 
 /* Decode the escapes of s[..q) into mt->sbuf.  Tolerant (trusting mode may
  * pass anything): a bad escape is kept literally; lone surrogates become
@@ -351,31 +292,17 @@ static int unescape(eb_matcher *mt, const unsigned char *s, const unsigned char 
         case 'n': o[n++] = '\n'; s += 2; continue;
         case 'r': o[n++] = '\r'; s += 2; continue;
         case 't': o[n++] = '\t'; s += 2; continue;
-        case 'u':
-            if (q - s >= 6 && is_hex(s[2]) && is_hex(s[3]) && is_hex(s[4]) && is_hex(s[5])) {
-                uint32_t cp = hexval(s[2]) << 12 | hexval(s[3]) << 8 | hexval(s[4]) << 4 | hexval(s[5]);
-                s += 6;
-                if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    if (q - s >= 6 && s[0] == '\\' && s[1] == 'u' && is_hex(s[2]) && is_hex(s[3]) && is_hex(s[4]) &&
-                        is_hex(s[5])) {
-                        uint32_t lo = hexval(s[2]) << 12 | hexval(s[3]) << 8 | hexval(s[4]) << 4 | hexval(s[5]);
-                        if (lo >= 0xDC00 && lo <= 0xDFFF) {
-                            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                            s += 6;
-                        } else {
-                            cp = 0xFFFD;
-                        }
-                    } else {
-                        cp = 0xFFFD;
-                    }
-                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                    cp = 0xFFFD;
-                }
-                put_cp(o, &n, cp); /* at most 4 bytes for 6..12 bytes of input */
+        case 'u': {
+            uint32_t cp;
+            size_t used;
+            if (!ebp_json_u_escape(s + 2, q, &cp, &used)) {
+                s += 2 + used;
+                n += ebp_utf8_put(o + n, cp); /* at most 4 bytes for 6..12 bytes of input */
                 continue;
             }
             o[n++] = *s++;
             continue;
+        }
         default:
             o[n++] = *s++;
             continue;
@@ -737,7 +664,7 @@ static void vm_num(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
             unit_hit(mt, v, &e->u);
     }
     if (finite && v->nranges) {
-        if (v->nranges <= 8) {
+        if (v->nranges <= RANGE_LINEAR_MAX) {
             for (uint32_t i = 0; i < v->nranges; i++)
                 if (range_match(&v->ranges[i], d))
                     unit_hit(mt, v, &v->ranges[i].u);

@@ -45,7 +45,8 @@ static const unsigned char *RDF(str_end_)(rd *r, const unsigned char *p, int *es
 #if RD_V
             unsigned char e = p[1];
             if (e == 'u') {
-                if (end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) || !is_hex(p[5])) {
+                uint32_t cp;
+                if (end - p < 6 || ebp_hex4(p + 2, &cp)) {
                     RDF(fail_)(r, p, "invalid \\u escape in string");
                     return NULL;
                 }
@@ -66,7 +67,7 @@ static const unsigned char *RDF(str_end_)(rd *r, const unsigned char *p, int *es
             return NULL;
         }
         /* c >= 0x80: validate one UTF-8 sequence */
-        size_t n = utf8_seq_len(p, end);
+        size_t n = ebp_utf8_len(p, end);
         if (!n) {
             RDF(fail_)(r, p, "invalid UTF-8 in string");
             return NULL;

@@ -190,7 +190,6 @@ static int dbl_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-#define RANGE_LINEAR_MAX 8
 
 static const range_entry *sort_ranges;
 
@@ -534,7 +533,6 @@ vm *ebp_vm_build(const vm_input *in, uint32_t n)
                     b.oom = 1;
                 else
                     *up = x;
-                v->flags |= VM_WC;
             }
             break;
         }

@@ -142,7 +142,7 @@ static int cond_ok(const ebp_cond *c, json_t *v)
     case EBP_C_STR: return is_s && n == c->s.n && !memcmp(s, c->s.s, n);
     case EBP_C_IP: {
         ebp_ip ip;
-        return is_s && ebp_ip_parse(s, n, &ip) && ip.family == c->ip.family && !memcmp(ip.addr, c->ip.addr, 16);
+        return is_s && ebp_ip_parse(s, n, &ip) && ebp_ip_equal(&ip, &c->ip);
     }
     case EBP_C_NUM: return is_n && c->finite && d == c->d;
     case EBP_C_TRUE: return json_is_true(v);
