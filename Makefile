@@ -16,8 +16,9 @@ build:
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build -j $(JOBS)
 
+# the server on the embedded store: 127.0.0.1:4010, data in ./ebridge-data (Ctrl-C stops it)
 run: deps build
-	@build/ebridge help
+	@build/ebridge serve
 
 test: deps
 	@$(MAKE) --no-print-directory test-fast test-asan test-tsan test-fuzz

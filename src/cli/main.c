@@ -1,4 +1,4 @@
-/* ebridge command line: test-pattern, match, serve (later), help. */
+/* ebridge command line: test-pattern, match, serve, help. */
 #define _POSIX_C_SOURCE 200809L
 #include <ebridge/pattern.h>
 
@@ -16,8 +16,9 @@ static void usage(FILE *out)
           "                               prints true/false; exit 0 match, 1 no match, 2 invalid input\n"
           "  match --rules RULES.json [--count] [--validate] [--max-depth N] [EVENTS]\n"
           "                               match NDJSON events (file, .gz, or stdin) against named rules\n"
-          "  serve [--listen HOST:PORT] [--data-dir DIR]\n"
-          "                               the EventBridge API server (not built yet; see README)\n"
+          "  serve [--listen HOST:PORT] [--data-dir DIR] [--config FILE] [...]\n"
+          "                               the EventBridge API server (AWS JSON 1.1 on POST /;\n"
+          "                               `ebridge serve --help` lists every option)\n"
           "  help                         this text\n",
           out);
 }
@@ -33,12 +34,8 @@ int main(int argc, char **argv)
         return cmd_test_pattern(argc - 1, argv + 1);
     if (!strcmp(cmd, "match"))
         return cmd_match(argc - 1, argv + 1);
-    if (!strcmp(cmd, "serve")) {
-        fputs("ebridge serve: the API server is not built yet (it is the next issue);\n"
-              "the pattern engine is available through test-pattern and match.\n",
-              stderr);
-        return 2;
-    }
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
         return 0;

@@ -1,0 +1,288 @@
+/* AWS JSON 1.1 request handling (see api.h). */
+#define _GNU_SOURCE
+#include "api.h"
+
+#include "../util/util.h"
+#include "shape.h"
+#include "sigv4.h"
+
+#include <ebridge/pattern.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define CT_JSON11 "application/x-amz-json-1.1"
+
+struct eb_api {
+    eb_api_config cfg;
+    eb_core *core;
+};
+
+eb_api *eb_api_new(const eb_api_config *cfg, eb_core *core)
+{
+    eb_api *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->cfg = *cfg;
+    a->core = core;
+    return a;
+}
+
+void eb_api_free(eb_api *a)
+{
+    free(a);
+}
+
+/* One request in flight: what the reply and the log line need. */
+typedef struct {
+    eb_api_reply_fn reply;
+    void *ctx;
+    char request_id[37];
+    char op[64];
+    char peer[64];
+    uint64_t t0;
+} call;
+
+static void answer(call *cl, unsigned status, const char *body, size_t len, const char *err_type)
+{
+    eb_http_header h[2] = {{"x-amzn-RequestId", cl->request_id}, {"x-amzn-ErrorType", err_type}};
+    cl->reply(cl->ctx, status, CT_JSON11, h, err_type ? 2 : 1, body, len);
+    double ms = (double)(eb_mono_ns() - cl->t0) / 1e6;
+    eb_log_level lvl = status >= 500 ? EB_LOG_ERROR : status >= 400 ? EB_LOG_WARN : EB_LOG_DEBUG;
+    if (eb_log_enabled(lvl))
+        eb_log(lvl, "request", "op=%s status=%u ms=%.3f request_id=%s peer=%s%s%s", cl->op[0] ? cl->op : "-", status,
+               ms, cl->request_id, cl->peer, err_type ? " error=" : "", err_type ? err_type : "");
+}
+
+static void answer_error(call *cl, unsigned status, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void answer_error(call *cl, unsigned status, const char *type, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    eb_buf b = {0};
+    eb_buf_puts(&b, "{\"__type\":");
+    eb_buf_json_str(&b, type, strlen(type));
+    eb_buf_puts(&b, ",\"message\":");
+    eb_buf_json_str(&b, msg, strlen(msg));
+    eb_buf_putc(&b, '}');
+    if (b.p)
+        answer(cl, status, b.p, b.n, type);
+    else
+        answer(cl, 500, "{\"__type\":\"InternalFailure\"}", 28, "InternalFailure");
+    eb_buf_free(&b);
+}
+
+static void answer_json(call *cl, json_t *resp)
+{
+    char *text = json_dumps(resp, JSON_COMPACT | JSON_REAL_PRECISION(13));
+    if (!text) {
+        answer_error(cl, 500, "InternalFailure", "Out of memory.");
+        return;
+    }
+    answer(cl, 200, text, strlen(text), NULL);
+    free(text);
+}
+
+static void answer_core_error(call *cl, const eb_core_error *e)
+{
+    answer_error(cl, e->http ? e->http : 400, e->type, "%s", e->message);
+}
+
+static const char *header(const eb_api_request *r, const char *name)
+{
+    for (size_t i = 0; i < r->nh; i++)
+        if (!strcasecmp(r->hdrs[i].name, name))
+            return r->hdrs[i].value;
+    return NULL;
+}
+
+static int valid_region(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* SigV4: who is calling. Returns 0, or -1 after answering with the error. */
+static int authenticate(eb_api *a, const eb_api_request *r, call *cl, char *account, size_t alen, char *region,
+                        size_t rlen)
+{
+    snprintf(account, alen, "%s", a->cfg.default_account);
+    snprintf(region, rlen, "%s", a->cfg.default_region);
+    const char *auth = header(r, "Authorization");
+    if (!auth) {
+        if (a->cfg.ncreds) {
+            answer_error(cl, 400, "MissingAuthenticationTokenException", "Missing Authentication Token");
+            return -1;
+        }
+        return 0;
+    }
+    eb_sigv4_auth sa;
+    eb_sigv4_error se;
+    if (eb_sigv4_parse(auth, &sa, &se)) {
+        answer_error(cl, 400, se.code, "%s", se.message);
+        return -1;
+    }
+    if (!valid_region(sa.region)) {
+        answer_error(cl, 400, "IncompleteSignatureException", "Credential should be scoped to a valid region.");
+        return -1;
+    }
+    snprintf(region, rlen, "%s", sa.region);
+    if (!a->cfg.ncreds)
+        return 0;
+    const eb_credential *cred = NULL;
+    for (size_t i = 0; i < a->cfg.ncreds; i++)
+        if (!strcmp(a->cfg.creds[i].access_key, sa.access_key))
+            cred = &a->cfg.creds[i];
+    if (!cred || header(r, "X-Amz-Security-Token")) {
+        answer_error(cl, 400, "UnrecognizedClientException", "The security token included in the request is invalid.");
+        return -1;
+    }
+    if (eb_sigv4_verify(&sa, "events", r->method, r->path, r->query ? r->query : "", r->hdrs, r->nh, r->body, r->len,
+                        cred->secret, (int64_t)time(NULL), &se)) {
+        answer_error(cl, 400, se.code, "%s", se.message);
+        return -1;
+    }
+    snprintf(account, alen, "%s", cred->account);
+    return 0;
+}
+
+typedef struct {
+    call cl;
+} pe_ctx;
+
+static void put_events_done(void *ctx, json_t *resp, const eb_core_error *e)
+{
+    call *cl = ctx;
+    if (resp) {
+        answer_json(cl, resp);
+        json_decref(resp);
+    } else {
+        answer_core_error(cl, e);
+    }
+    free(cl);
+}
+
+void eb_api_serve(eb_api *a, const eb_api_request *r, eb_api_reply_fn reply, void *ctx)
+{
+    call local = {.reply = reply, .ctx = ctx, .t0 = eb_mono_ns()};
+    call *cl = &local;
+    eb_uuid4(cl->request_id);
+    snprintf(cl->peer, sizeof cl->peer, "%s", r->peer ? r->peer : "-");
+
+    if (!strcmp(r->method, "GET") && !strcmp(r->path, "/health")) {
+        static const char ok[] = "{\"status\":\"ok\"}";
+        eb_http_header h = {"x-amzn-RequestId", cl->request_id};
+        reply(ctx, 200, "application/json", &h, 1, ok, sizeof ok - 1);
+        return;
+    }
+    if (strcmp(r->path, "/")) {
+        answer_error(cl, 404, "UnknownOperationException", "No operation at %s %s.", r->method, r->path);
+        return;
+    }
+    if (strcmp(r->method, "POST")) {
+        answer_error(cl, 405, "UnknownOperationException", "Operations are called with POST /, not %s.", r->method);
+        return;
+    }
+    const char *target = header(r, "X-Amz-Target");
+    if (!target || strncmp(target, "AWSEvents.", 10) || !eb_core_has_op(target + 10) || strlen(target + 10) >= 64) {
+        answer_error(cl, 400, "UnknownOperationException", "Unknown operation %s.", target ? target : "(no X-Amz-Target)");
+        return;
+    }
+    snprintf(cl->op, sizeof cl->op, "%s", target + 10);
+    const char *ct = header(r, "Content-Type");
+    size_t ctl = ct ? strcspn(ct, ";") : 0;
+    while (ctl && (ct[ctl - 1] == ' ' || ct[ctl - 1] == '\t'))
+        ctl--;
+    if (!ct || !((ctl == sizeof CT_JSON11 - 1 && !strncasecmp(ct, CT_JSON11, ctl)) ||
+                 (ctl == 16 && !strncasecmp(ct, "application/json", 16)))) {
+        answer_error(cl, 400, "SerializationException", "Unsupported Content-Type '%s'; use %s.", ct ? ct : "",
+                     CT_JSON11);
+        return;
+    }
+    if (r->too_large) {
+        answer_error(cl, 413, "SerializationException", "The request body is larger than %zu bytes.",
+                     a->cfg.max_body);
+        return;
+    }
+    char account[64], region[80];
+    if (authenticate(a, r, cl, account, sizeof account, region, sizeof region))
+        return;
+    eb_error jerr;
+    if (eb_json_check(r->body, r->len, EB_DEFAULT_MAX_DEPTH, &jerr) != EB_OK) {
+        answer_error(cl, 400, "SerializationException", "The request body is not valid JSON: %s", jerr.message);
+        return;
+    }
+    json_error_t je;
+    json_t *req = json_loadb(r->body, r->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (!json_is_object(req)) {
+        json_decref(req);
+        answer_error(cl, 400, "SerializationException",
+                     req ? "The request body must be a JSON object." : "The request body could not be read: %s",
+                     je.text);
+        return;
+    }
+    const char *code = NULL;
+    eb_buf msg = {0};
+    if (eb_shape_check(cl->op, req, &code, &msg)) {
+        answer_error(cl, 400, code, "%s", msg.p ? msg.p : "Invalid request.");
+        eb_buf_free(&msg);
+        json_decref(req);
+        return;
+    }
+    eb_buf_free(&msg);
+    eb_caller who = {account, region};
+    if (!strcmp(cl->op, "PutEvents")) {
+        call *heap = malloc(sizeof *heap);
+        if (!heap) {
+            json_decref(req);
+            answer_error(cl, 500, "InternalFailure", "Out of memory.");
+            return;
+        }
+        *heap = *cl;
+        eb_core_put_events(a->core, &who, req, put_events_done, heap);
+        json_decref(req);
+        return;
+    }
+    eb_core_error e = {0};
+    json_t *resp = eb_core_call(a->core, &who, cl->op, req, &e);
+    json_decref(req);
+    if (!resp) {
+        answer_core_error(cl, &e);
+        return;
+    }
+    answer_json(cl, resp);
+    json_decref(resp);
+}
+
+/* ---- glue to the HTTP server ---- */
+static void http_reply(void *ctx, unsigned status, const char *content_type, const eb_http_header *hdrs, size_t nh,
+                       const char *body, size_t len)
+{
+    eb_http_respond(ctx, status, content_type, hdrs, nh, body, len);
+}
+
+void eb_api_http_handler(void *ctx, eb_http_request *hr)
+{
+    eb_api_request r = {0};
+    r.method = eb_http_method(hr);
+    r.path = eb_http_path(hr);
+    r.query = eb_http_query(hr);
+    r.hdrs = eb_http_headers(hr, &r.nh);
+    r.body = eb_http_body(hr, &r.len);
+    r.too_large = eb_http_body_too_large(hr);
+    r.peer = eb_http_peer(hr);
+    eb_api_serve(ctx, &r, http_reply, hr);
+}

@@ -1,0 +1,1957 @@
+/* The model and the operations (see core.h). Control-plane documents:
+ *   kind "bus",  key ACCOUNT/REGION/BUS        -> the bus (Describe fields, Tags, Policy)
+ *   kind "rule", key ACCOUNT/REGION/BUS/RULE   -> the rule (Describe fields, Tags, Targets)
+ * Times are kept as integer milliseconds ("CreationTimeMs", ...). */
+#define _GNU_SOURCE
+#include "core.h"
+
+#include "../util/util.h"
+#include "schedule.h"
+
+#include <ebridge/pattern.h>
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct bus bus;
+typedef struct region region;
+
+typedef struct rule {
+    char *name; /* first member: see named */
+    json_t *doc;
+    bus *bus;
+    int in_machine;
+} rule;
+
+struct bus {
+    char *name;
+    json_t *doc;
+    rule **rules;
+    size_t nrules, caprules;
+    eb_machine *m;
+    region *reg;
+};
+
+struct region {
+    char *name; /* "ACCOUNT/REGION" */
+    char *account, *region;
+    bus **buses;
+    size_t nbuses, capbuses;
+};
+
+typedef struct {
+    char *name;
+} named;
+
+struct eb_core {
+    eb_core_config cfg;
+    eb_store *store;
+    pthread_rwlock_t lock;
+    region **regions;
+    size_t nregions, capregions;
+    pthread_mutex_t pool_mu;
+    eb_matcher **pool;
+    size_t npool, cappool;
+};
+
+static const char *const PREDEFINED[] = {"aws.events.rule-arn", "aws.events.rule-name",
+                                         "aws.events.event.ingestion-time", "aws.events.event",
+                                         "aws.events.event.json"};
+
+/* ---- errors ------------------------------------------------------------------ */
+__attribute__((format(printf, 3, 4))) static json_t *fail(eb_core_error *e, const char *type, const char *fmt, ...)
+{
+    e->type = type;
+    e->http = (!strcmp(type, "InternalException") || !strcmp(type, "InternalFailure")) ? 500 : 400;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+static json_t *fail_store(eb_core_error *e)
+{
+    return fail(e, "InternalException", "The server could not write to its store; nothing was changed.");
+}
+
+/* ---- small helpers ------------------------------------------------------------ */
+static const char *sget(const json_t *o, const char *k)
+{
+    const json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static int bget(const json_t *o, const char *k)
+{
+    return json_is_true(json_object_get(o, k));
+}
+
+static void copy_member(json_t *dst, const json_t *src, const char *k)
+{
+    json_t *v = json_object_get(src, k);
+    if (v && !json_is_null(v))
+        json_object_set(dst, k, v);
+}
+
+static json_t *epoch_json(json_int_t ms)
+{
+    if (ms % 1000 == 0)
+        return json_integer(ms / 1000);
+    return json_real((double)ms / 1000.0);
+}
+
+/* binary search over arrays of pointers to structs whose first member is the name */
+static size_t find_named(void *const *arr, size_t n, const char *name, int *found)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(((const named *)arr[mid])->name, name);
+        if (!c) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+static int insert_at(void ***arr, size_t *n, size_t *cap, size_t at, void *item)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 8;
+        void **na = realloc(*arr, nc * sizeof *na);
+        if (!na)
+            return -1;
+        *arr = na;
+        *cap = nc;
+    }
+    memmove(*arr + at + 1, *arr + at, (*n - at) * sizeof **arr);
+    (*arr)[at] = item;
+    (*n)++;
+    return 0;
+}
+
+static void remove_at(void **arr, size_t *n, size_t at)
+{
+    memmove(arr + at, arr + at + 1, (*n - at - 1) * sizeof *arr);
+    (*n)--;
+}
+
+/* ---- ARNs and names ------------------------------------------------------------- */
+static void bus_arn(const eb_core *c, const region *r, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "arn:%s:events:%s:%s:event-bus/%s", c->cfg.partition, r->region, r->account, name);
+}
+
+static void rule_arn(const eb_core *c, const region *r, const char *busname, const char *name, char *out, size_t n)
+{
+    if (!strcmp(busname, "default"))
+        snprintf(out, n, "arn:%s:events:%s:%s:rule/%s", c->cfg.partition, r->region, r->account, name);
+    else
+        snprintf(out, n, "arn:%s:events:%s:%s:rule/%s/%s", c->cfg.partition, r->region, r->account, busname, name);
+}
+
+/* An ARN split into its parts; resource is everything after the 5th ':'. */
+typedef struct {
+    char partition[32], service[32], region[64], account[32];
+    const char *resource;
+} arn_parts;
+
+static int parse_arn(const char *s, arn_parts *a)
+{
+    if (strncmp(s, "arn:", 4))
+        return -1;
+    const char *p = s + 4;
+    char *fields[4] = {a->partition, a->service, a->region, a->account};
+    size_t sizes[4] = {sizeof a->partition, sizeof a->service, sizeof a->region, sizeof a->account};
+    for (int i = 0; i < 4; i++) {
+        const char *colon = strchr(p, ':');
+        if (!colon || (size_t)(colon - p) >= sizes[i])
+            return -1;
+        memcpy(fields[i], p, (size_t)(colon - p));
+        fields[i][colon - p] = 0;
+        p = colon + 1;
+    }
+    a->resource = p;
+    return 0;
+}
+
+/* EventBusName that is a name or a bus ARN -> the name (into out). -1 when
+ * the ARN belongs to another account/region or is not a bus ARN. */
+static int bus_name_of(const eb_caller *who, const char *s, char *out, size_t n)
+{
+    if (!s)
+        s = "default";
+    if (strncmp(s, "arn:", 4)) {
+        snprintf(out, n, "%s", s);
+        return 0;
+    }
+    arn_parts a;
+    if (parse_arn(s, &a) || strcmp(a.service, "events") || strncmp(a.resource, "event-bus/", 10))
+        return -1;
+    snprintf(out, n, "%s", a.resource + 10);
+    if (strcmp(a.account, who->account) || strcmp(a.region, who->region))
+        return -1;
+    return 0;
+}
+
+/* ---- regions, buses, rules in memory --------------------------------------------------- */
+static region *region_find(eb_core *c, const eb_caller *who)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s/%s", who->account, who->region);
+    int found;
+    size_t at = find_named((void *const *)c->regions, c->nregions, key, &found);
+    return found ? c->regions[at] : NULL;
+}
+
+static bus *bus_find(const region *r, const char *name)
+{
+    if (!r)
+        return NULL;
+    int found;
+    size_t at = find_named((void *const *)r->buses, r->nbuses, name, &found);
+    return found ? r->buses[at] : NULL;
+}
+
+static rule *rule_find(const bus *b, const char *name)
+{
+    if (!b)
+        return NULL;
+    int found;
+    size_t at = find_named((void *const *)b->rules, b->nrules, name, &found);
+    return found ? b->rules[at] : NULL;
+}
+
+static void rule_free(rule *r)
+{
+    if (!r)
+        return;
+    free(r->name);
+    json_decref(r->doc);
+    free(r);
+}
+
+static void bus_free(bus *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->nrules; i++)
+        rule_free(b->rules[i]);
+    free(b->rules);
+    eb_machine_free(b->m);
+    json_decref(b->doc);
+    free(b->name);
+    free(b);
+}
+
+static void region_free(region *r)
+{
+    for (size_t i = 0; i < r->nbuses; i++)
+        bus_free(r->buses[i]);
+    free(r->buses);
+    free(r->name);
+    free(r->account);
+    free(r->region);
+    free(r);
+}
+
+static bus *bus_attach(region *r, const char *name, json_t *doc)
+{
+    bus *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->name = strdup(name);
+    b->m = eb_machine_new();
+    int found;
+    size_t at = find_named((void *const *)r->buses, r->nbuses, name, &found);
+    if (!b->name || !b->m || found || insert_at((void ***)&r->buses, &r->nbuses, &r->capbuses, at, b)) {
+        eb_machine_free(b->m);
+        free(b->name);
+        free(b);
+        return NULL;
+    }
+    b->doc = json_incref(doc);
+    b->reg = r;
+    return b;
+}
+
+static region *region_attach(eb_core *c, const char *account, const char *rname)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s/%s", account, rname);
+    int found;
+    size_t at = find_named((void *const *)c->regions, c->nregions, key, &found);
+    if (found)
+        return c->regions[at];
+    region *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->name = strdup(key);
+    r->account = strdup(account);
+    r->region = strdup(rname);
+    if (!r->name || !r->account || !r->region ||
+        insert_at((void ***)&c->regions, &c->nregions, &c->capregions, at, r)) {
+        region_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int store_bus(eb_core *c, const region *r, const char *name, const json_t *doc)
+{
+    char key[512];
+    snprintf(key, sizeof key, "%s/%s", r->name, name);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    if (!text)
+        return -1;
+    int rc = eb_store_doc_put(c->store, "bus", key, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static int store_rule(eb_core *c, const rule *ru, const json_t *doc)
+{
+    char key[512];
+    snprintf(key, sizeof key, "%s/%s/%s", ru->bus->reg->name, ru->bus->name, ru->name);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    if (!text)
+        return -1;
+    int rc = eb_store_doc_put(c->store, "rule", key, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static int unstore(eb_core *c, const char *kind, const char *k1, const char *k2, const char *k3)
+{
+    char key[512];
+    if (k3)
+        snprintf(key, sizeof key, "%s/%s/%s", k1, k2, k3);
+    else
+        snprintf(key, sizeof key, "%s/%s", k1, k2);
+    return eb_store_doc_delete(c->store, kind, key);
+}
+
+static json_t *new_bus_doc(const eb_core *c, const region *r, const char *name)
+{
+    char arn[2048];
+    bus_arn(c, r, name, arn, sizeof arn);
+    json_int_t now = eb_now_ms();
+    return json_pack("{s:s, s:s, s:I, s:I, s:[]}", "Name", name, "Arn", arn, "CreationTimeMs", now,
+                     "LastModifiedTimeMs", now, "Tags");
+}
+
+/* The caller's region, created with its default bus on first use. */
+static region *region_get(eb_core *c, const eb_caller *who, eb_core_error *e)
+{
+    region *r = region_find(c, who);
+    if (r)
+        return r;
+    r = region_attach(c, who->account, who->region);
+    if (!r) {
+        fail(e, "InternalException", "Out of memory.");
+        return NULL;
+    }
+    json_t *doc = new_bus_doc(c, r, "default");
+    if (!doc || store_bus(c, r, "default", doc) || !bus_attach(r, "default", doc)) {
+        json_decref(doc);
+        fail_store(e);
+        return NULL;
+    }
+    json_decref(doc);
+    return r;
+}
+
+/* Add/remove a rule in its bus's machine according to its state and pattern.
+ * The pattern was validated when the rule was written. */
+static int rule_sync_machine(rule *ru)
+{
+    const char *pat = sget(ru->doc, "EventPattern");
+    const char *state = sget(ru->doc, "State");
+    int want = pat && (!state || strcmp(state, "DISABLED"));
+    uint64_t key = (uint64_t)(uintptr_t)ru;
+    if (!want) {
+        if (ru->in_machine)
+            eb_machine_remove(ru->bus->m, key);
+        ru->in_machine = 0;
+        return 0;
+    }
+    eb_pattern *p = NULL;
+    eb_error err;
+    if (eb_pattern_compile(pat, strlen(pat), &p, &err) != EB_OK) {
+        if (ru->in_machine)
+            eb_machine_remove(ru->bus->m, key);
+        ru->in_machine = 0;
+        return -1;
+    }
+    eb_status st = eb_machine_add(ru->bus->m, key, p);
+    eb_pattern_free(p);
+    if (st != EB_OK)
+        return -1;
+    ru->in_machine = 1;
+    return 0;
+}
+
+static rule *rule_attach(bus *b, const char *name, json_t *doc)
+{
+    rule *ru = calloc(1, sizeof *ru);
+    if (!ru)
+        return NULL;
+    ru->name = strdup(name);
+    int found;
+    size_t at = find_named((void *const *)b->rules, b->nrules, name, &found);
+    if (!ru->name || found || insert_at((void ***)&b->rules, &b->nrules, &b->caprules, at, ru)) {
+        free(ru->name);
+        free(ru);
+        return NULL;
+    }
+    ru->doc = json_incref(doc);
+    ru->bus = b;
+    return ru;
+}
+
+static void rule_detach(rule *ru)
+{
+    bus *b = ru->bus;
+    if (ru->in_machine)
+        eb_machine_remove(b->m, (uint64_t)(uintptr_t)ru);
+    int found;
+    size_t at = find_named((void *const *)b->rules, b->nrules, ru->name, &found);
+    if (found)
+        remove_at((void **)b->rules, &b->nrules, at);
+    rule_free(ru);
+}
+
+/* ---- loading --------------------------------------------------------------------------- */
+static int split_key(const char *key, char parts[][257], int want)
+{
+    int n = 0;
+    const char *p = key;
+    while (n < want) {
+        const char *slash = n == want - 1 ? NULL : strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len == 0 || len > 256)
+            return -1;
+        memcpy(parts[n], p, len);
+        parts[n][len] = 0;
+        n++;
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    return n == want ? 0 : -1;
+}
+
+static int load_bus(void *ctx, const char *key, const char *doc, size_t len)
+{
+    eb_core *c = ctx;
+    char parts[3][257];
+    json_t *d = json_loadb(doc, len, 0, NULL);
+    if (split_key(key, parts, 3) || !json_is_object(d)) {
+        eb_log(EB_LOG_ERROR, "store: unreadable bus document skipped", "key=%s", key);
+        json_decref(d);
+        return 0;
+    }
+    region *r = region_attach(c, parts[0], parts[1]);
+    if (!r || !bus_attach(r, parts[2], d)) {
+        json_decref(d);
+        return 1;
+    }
+    json_decref(d);
+    return 0;
+}
+
+static int load_rule(void *ctx, const char *key, const char *doc, size_t len)
+{
+    eb_core *c = ctx;
+    char parts[4][257];
+    json_t *d = json_loadb(doc, len, 0, NULL);
+    eb_caller who = {parts[0], parts[1]};
+    if (split_key(key, parts, 4) || !json_is_object(d)) {
+        eb_log(EB_LOG_ERROR, "store: unreadable rule document skipped", "key=%s", key);
+        json_decref(d);
+        return 0;
+    }
+    bus *b = bus_find(region_find(c, &who), parts[2]);
+    if (!b) {
+        eb_log(EB_LOG_ERROR, "store: rule of a missing bus skipped", "key=%s", key);
+        json_decref(d);
+        return 0;
+    }
+    rule *ru = rule_attach(b, parts[3], d);
+    json_decref(d);
+    if (!ru)
+        return 1;
+    if (rule_sync_machine(ru))
+        eb_log(EB_LOG_ERROR, "store: rule pattern no longer compiles; rule not matching", "key=%s", key);
+    return 0;
+}
+
+void eb_core_config_defaults(eb_core_config *c)
+{
+    c->partition = "aws";
+    c->strict_sources = 0;
+    c->max_entries_bytes = 262144;
+    c->max_pattern_chars = 4096;
+    c->max_buses = 100;
+    c->max_rules_per_bus = 300;
+    c->max_targets_per_rule = 5;
+    c->max_event_depth = EB_DEFAULT_MAX_DEPTH;
+}
+
+eb_core *eb_core_open(const eb_core_config *cfg, eb_store *store, char *err, size_t errlen)
+{
+    eb_core *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->cfg = *cfg;
+    c->store = store;
+    pthread_rwlock_init(&c->lock, NULL);
+    pthread_mutex_init(&c->pool_mu, NULL);
+    if (eb_store_doc_scan(store, "bus", load_bus, c) || eb_store_doc_scan(store, "rule", load_rule, c)) {
+        snprintf(err, errlen, "could not load the model from the store");
+        eb_core_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+void eb_core_close(eb_core *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nregions; i++)
+        region_free(c->regions[i]);
+    free(c->regions);
+    for (size_t i = 0; i < c->npool; i++)
+        eb_matcher_free(c->pool[i]);
+    free(c->pool);
+    pthread_mutex_destroy(&c->pool_mu);
+    pthread_rwlock_destroy(&c->lock);
+    free(c);
+}
+
+/* ---- pagination ------------------------------------------------------------------------- */
+/* NextToken = hex of the last name returned. */
+static int token_decode(const char *tok, char *out, size_t n)
+{
+    size_t len = strlen(tok);
+    if (len % 2 || len / 2 >= n || strncmp(tok, "00", 0))
+        return -1;
+    for (size_t i = 0; i < len; i += 2) {
+        unsigned v;
+        if (sscanf(tok + i, "%2x", &v) != 1 || !strchr("0123456789abcdef", tok[i]) ||
+            !strchr("0123456789abcdef", tok[i + 1]) || v == 0)
+            return -1;
+        out[i / 2] = (char)v;
+    }
+    out[len / 2] = 0;
+    return 0;
+}
+
+static json_t *token_encode(const char *name)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(name);
+    char *t = malloc(2 * n + 1);
+    if (!t)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        t[2 * i] = hex[(unsigned char)name[i] >> 4];
+        t[2 * i + 1] = hex[(unsigned char)name[i] & 15];
+    }
+    t[2 * n] = 0;
+    json_t *j = json_string(t);
+    free(t);
+    return j;
+}
+
+typedef struct {
+    char after[2048];
+    int has_after;
+    size_t limit;
+    const char *prefix;
+} page;
+
+static int page_init(const json_t *req, const char *prefix_member, page *pg, eb_core_error *e)
+{
+    memset(pg, 0, sizeof *pg);
+    pg->limit = 100;
+    const json_t *l = json_object_get(req, "Limit");
+    if (json_is_integer(l))
+        pg->limit = (size_t)json_integer_value(l);
+    pg->prefix = prefix_member ? sget(req, prefix_member) : NULL;
+    const char *tok = sget(req, "NextToken");
+    if (tok) {
+        if (token_decode(tok, pg->after, sizeof pg->after)) {
+            fail(e, "ValidationException", "The NextToken provided is not valid.");
+            return -1;
+        }
+        pg->has_after = 1;
+    }
+    return 0;
+}
+
+/* Does `name` belong on this page (prefix, after the token)? */
+static int page_wants(const page *pg, const char *name)
+{
+    if (pg->prefix && strncmp(name, pg->prefix, strlen(pg->prefix)))
+        return 0;
+    if (pg->has_after && strcmp(name, pg->after) <= 0)
+        return 0;
+    return 1;
+}
+
+/* ---- tags -------------------------------------------------------------------------------- */
+static int tags_check(const json_t *tags, eb_core_error *e)
+{
+    size_t i, j;
+    json_t *t, *u;
+    json_array_foreach(tags, i, t) {
+        json_array_foreach(tags, j, u) {
+            if (j < i && !strcmp(sget(t, "Key"), sget(u, "Key"))) {
+                fail(e, "ValidationException", "Invalid parameter: Duplicated keys are not allowed.");
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Merge `add` into the doc's Tags (existing keys overwritten). */
+static int tags_merge(json_t *doc, const json_t *add, eb_core_error *e)
+{
+    json_t *tags = json_object_get(doc, "Tags");
+    if (!json_is_array(tags)) {
+        tags = json_array();
+        json_object_set_new(doc, "Tags", tags);
+    }
+    size_t i;
+    json_t *t;
+    json_array_foreach(add, i, t) {
+        const char *k = sget(t, "Key");
+        const char *v = sget(t, "Value");
+        size_t j;
+        json_t *u;
+        int done = 0;
+        json_array_foreach(tags, j, u) {
+            if (!strcmp(sget(u, "Key"), k)) {
+                json_object_set_new(u, "Value", json_string(v ? v : ""));
+                done = 1;
+                break;
+            }
+        }
+        if (!done)
+            json_array_append_new(tags, json_pack("{s:s, s:s}", "Key", k, "Value", v ? v : ""));
+    }
+    if (json_array_size(tags) > 50) {
+        fail(e, "ValidationException", "The number of tags on the resource would exceed the limit of 50.");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- event buses ------------------------------------------------------------------------- */
+static json_t *bus_policy_string(const bus *b)
+{
+    json_t *pol = json_object_get(b->doc, "Policy");
+    if (!json_is_object(pol))
+        return NULL;
+    json_t *st = json_object_get(pol, "Statement");
+    if (json_is_array(st) && json_array_size(st) == 0)
+        return NULL;
+    char *s = json_dumps(pol, JSON_COMPACT);
+    json_t *j = s ? json_string(s) : NULL;
+    free(s);
+    return j;
+}
+
+static json_t *bus_view(const bus *b, int full)
+{
+    json_t *o = json_object();
+    copy_member(o, b->doc, "Name");
+    copy_member(o, b->doc, "Arn");
+    copy_member(o, b->doc, "Description");
+    if (full) {
+        copy_member(o, b->doc, "KmsKeyIdentifier");
+        copy_member(o, b->doc, "DeadLetterConfig");
+    }
+    json_t *pol = bus_policy_string(b);
+    if (pol)
+        json_object_set_new(o, "Policy", pol);
+    if (full)
+        copy_member(o, b->doc, "LogConfig");
+    json_object_set_new(o, "CreationTime", epoch_json(json_integer_value(json_object_get(b->doc, "CreationTimeMs"))));
+    json_object_set_new(o, "LastModifiedTime",
+                        epoch_json(json_integer_value(json_object_get(b->doc, "LastModifiedTimeMs"))));
+    return o;
+}
+
+static json_t *op_create_event_bus(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    const char *name = sget(req, "Name");
+    const char *src = sget(req, "EventSourceName");
+    region *r = region_get(c, who, e);
+    if (!r)
+        return NULL;
+    if (bus_find(r, name))
+        return fail(e, "ResourceAlreadyExistsException", "Event bus %s already exists.", name);
+    if (src || strchr(name, '/')) {
+        if (!src)
+            return fail(e, "ValidationException", "Event bus name must not contain '/'.");
+        return fail(e, "ResourceNotFoundException", "Event source %s does not exist.", src);
+    }
+    if (r->nbuses >= c->cfg.max_buses)
+        return fail(e, "LimitExceededException", "The requested resource exceeds the maximum number allowed.");
+    const json_t *tags = json_object_get(req, "Tags");
+    if (tags && tags_check(tags, e))
+        return NULL;
+    json_t *doc = new_bus_doc(c, r, name);
+    copy_member(doc, req, "Description");
+    copy_member(doc, req, "KmsKeyIdentifier");
+    copy_member(doc, req, "DeadLetterConfig");
+    copy_member(doc, req, "LogConfig");
+    if (tags && tags_merge(doc, tags, e)) {
+        json_decref(doc);
+        return NULL;
+    }
+    if (store_bus(c, r, name, doc)) {
+        json_decref(doc);
+        return fail_store(e);
+    }
+    bus *b = bus_attach(r, name, doc);
+    json_decref(doc);
+    if (!b)
+        return fail(e, "InternalException", "Out of memory.");
+    json_t *o = json_object();
+    json_object_set(o, "EventBusArn", json_object_get(b->doc, "Arn"));
+    copy_member(o, b->doc, "Description");
+    copy_member(o, b->doc, "KmsKeyIdentifier");
+    copy_member(o, b->doc, "DeadLetterConfig");
+    copy_member(o, b->doc, "LogConfig");
+    return o;
+}
+
+static bus *bus_for(eb_core *c, const eb_caller *who, const char *name_or_arn, eb_core_error *e)
+{
+    char name[2048];
+    int bad = bus_name_of(who, name_or_arn, name, sizeof name);
+    region *r = region_get(c, who, e);
+    if (!r)
+        return NULL;
+    bus *b = bad ? NULL : bus_find(r, name);
+    if (!b)
+        fail(e, "ResourceNotFoundException", "Event bus %s does not exist.", name);
+    return b;
+}
+
+static json_t *op_describe_event_bus(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    bus *b = bus_for(c, who, sget(req, "Name"), e);
+    return b ? bus_view(b, 1) : NULL;
+}
+
+static json_t *op_list_event_buses(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    page pg;
+    if (page_init(req, "NamePrefix", &pg, e))
+        return NULL;
+    region *r = region_get(c, who, e);
+    if (!r)
+        return NULL;
+    json_t *list = json_array();
+    json_t *o = json_object();
+    json_object_set_new(o, "EventBuses", list);
+    for (size_t i = 0; i < r->nbuses; i++) {
+        if (!page_wants(&pg, r->buses[i]->name))
+            continue;
+        if (json_array_size(list) == pg.limit) {
+            json_object_set_new(o, "NextToken", token_encode(r->buses[i - 1]->name));
+            break;
+        }
+        json_array_append_new(list, bus_view(r->buses[i], 0));
+    }
+    /* the token names the last returned item; recompute it from the list */
+    if (json_object_get(o, "NextToken")) {
+        const char *last = sget(json_array_get(list, json_array_size(list) - 1), "Name");
+        json_object_set_new(o, "NextToken", token_encode(last));
+    }
+    return o;
+}
+
+static json_t *op_update_event_bus(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    bus *b = bus_for(c, who, sget(req, "Name"), e);
+    if (!b)
+        return NULL;
+    json_t *doc = json_deep_copy(b->doc);
+    static const char *const members[] = {"Description", "KmsKeyIdentifier", "DeadLetterConfig", "LogConfig"};
+    for (size_t i = 0; i < sizeof members / sizeof *members; i++) {
+        json_t *v = json_object_get(req, members[i]);
+        if (v && !json_is_null(v))
+            json_object_set(doc, members[i], v);
+    }
+    json_object_set_new(doc, "LastModifiedTimeMs", json_integer(eb_now_ms()));
+    if (store_bus(c, b->reg, b->name, doc)) {
+        json_decref(doc);
+        return fail_store(e);
+    }
+    json_decref(b->doc);
+    b->doc = doc;
+    json_t *o = json_object();
+    copy_member(o, doc, "Arn");
+    copy_member(o, doc, "Name");
+    copy_member(o, doc, "KmsKeyIdentifier");
+    copy_member(o, doc, "Description");
+    copy_member(o, doc, "DeadLetterConfig");
+    copy_member(o, doc, "LogConfig");
+    return o;
+}
+
+static json_t *op_delete_event_bus(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    const char *name = sget(req, "Name");
+    if (!strcmp(name, "default"))
+        return fail(e, "ValidationException", "Cannot delete event bus default.");
+    region *r = region_get(c, who, e);
+    if (!r)
+        return NULL;
+    int found;
+    size_t at = find_named((void *const *)r->buses, r->nbuses, name, &found);
+    if (!found)
+        return json_object();
+    bus *b = r->buses[at];
+    if (b->nrules)
+        return fail(e, "ValidationException", "Cannot delete event bus %s because it still has rules.", name);
+    if (unstore(c, "bus", r->name, name, NULL))
+        return fail_store(e);
+    remove_at((void **)r->buses, &r->nbuses, at);
+    bus_free(b);
+    return json_object();
+}
+
+/* ---- rules ---------------------------------------------------------------------------------- */
+static json_t *rule_view(const rule *ru, int describe)
+{
+    json_t *o = json_object();
+    static const char *const members[] = {"Name",        "Arn",     "EventPattern", "ScheduleExpression", "State",
+                                          "Description", "RoleArn", "ManagedBy",    "EventBusName",       "CreatedBy"};
+    for (size_t i = 0; i < sizeof members / sizeof *members; i++)
+        if (describe || strcmp(members[i], "CreatedBy"))
+            copy_member(o, ru->doc, members[i]);
+    return o;
+}
+
+static bus *bus_for_rules(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    return bus_for(c, who, sget(req, "EventBusName"), e);
+}
+
+static json_t *rule_missing(eb_core_error *e, const char *name, const bus *b)
+{
+    return fail(e, "ResourceNotFoundException", "Rule %s does not exist on EventBus %s.", name, b->name);
+}
+
+static json_t *op_put_rule(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    const char *name = sget(req, "Name");
+    const char *pattern = sget(req, "EventPattern");
+    const char *sched = sget(req, "ScheduleExpression");
+    bus *b = bus_for_rules(c, who, req, e);
+    if (!b)
+        return NULL;
+    if (!pattern && !sched)
+        return fail(e, "ValidationException", "Parameter(s) EventPattern or ScheduleExpression must be specified.");
+    if (sched) {
+        if (strcmp(b->name, "default"))
+            return fail(e, "ValidationException", "ScheduleExpression is supported only on the default event bus.");
+        eb_schedule *s = eb_schedule_parse(sched);
+        if (!s)
+            return fail(e, "ValidationException", "Parameter ScheduleExpression is not valid.");
+        eb_schedule_free(s);
+    }
+    if (pattern) {
+        size_t chars = 0;
+        for (const unsigned char *p = (const unsigned char *)pattern; *p; p++)
+            chars += (*p & 0xC0) != 0x80;
+        if (chars > c->cfg.max_pattern_chars)
+            return fail(e, "InvalidEventPatternException",
+                        "Event pattern is not valid. Reason: the pattern is longer than %zu characters.",
+                        c->cfg.max_pattern_chars);
+        eb_pattern *p = NULL;
+        eb_error err;
+        if (eb_pattern_compile(pattern, strlen(pattern), &p, &err) != EB_OK)
+            return fail(e, "InvalidEventPatternException", "%s", err.message);
+        eb_pattern_free(p);
+    }
+    rule *old = rule_find(b, name);
+    if (old && json_object_get(old->doc, "ManagedBy"))
+        return fail(e, "ManagedRuleException", "Rule %s is managed by an AWS service.", name);
+    if (!old && b->nrules >= c->cfg.max_rules_per_bus)
+        return fail(e, "LimitExceededException", "The requested resource exceeds the maximum number allowed.");
+    const json_t *tags = json_object_get(req, "Tags");
+    if (!old && tags && tags_check(tags, e))
+        return NULL;
+    char arn[2048];
+    rule_arn(c, b->reg, b->name, name, arn, sizeof arn);
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s}", "Name", name, "Arn", arn, "EventBusName", b->name, "State",
+                            sget(req, "State") ? sget(req, "State") : "ENABLED");
+    copy_member(doc, req, "EventPattern");
+    copy_member(doc, req, "ScheduleExpression");
+    copy_member(doc, req, "Description");
+    copy_member(doc, req, "RoleArn");
+    if (old) {
+        copy_member(doc, old->doc, "CreatedBy");
+        copy_member(doc, old->doc, "Tags");
+        copy_member(doc, old->doc, "Targets");
+        copy_member(doc, old->doc, "CreationTimeMs");
+    } else {
+        json_object_set_new(doc, "CreatedBy", json_string(who->account));
+        json_object_set_new(doc, "Targets", json_array());
+        json_object_set_new(doc, "Tags", json_array());
+        json_object_set_new(doc, "CreationTimeMs", json_integer(eb_now_ms()));
+        if (tags && tags_merge(doc, tags, e)) {
+            json_decref(doc);
+            return NULL;
+        }
+    }
+    rule tmp = {.name = (char *)name, .bus = b};
+    if (store_rule(c, &tmp, doc)) {
+        json_decref(doc);
+        return fail_store(e);
+    }
+    rule *ru = old;
+    if (ru) {
+        json_decref(ru->doc);
+        ru->doc = doc;
+    } else {
+        ru = rule_attach(b, name, doc);
+        json_decref(doc);
+        if (!ru)
+            return fail(e, "InternalException", "Out of memory.");
+    }
+    if (rule_sync_machine(ru))
+        return fail(e, "InternalException", "Out of memory.");
+    return json_pack("{s:s}", "RuleArn", arn);
+}
+
+static json_t *op_describe_rule(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    bus *b = bus_for_rules(c, who, req, e);
+    if (!b)
+        return NULL;
+    rule *ru = rule_find(b, sget(req, "Name"));
+    return ru ? rule_view(ru, 1) : rule_missing(e, sget(req, "Name"), b);
+}
+
+static json_t *op_list_rules(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    page pg;
+    if (page_init(req, "NamePrefix", &pg, e))
+        return NULL;
+    bus *b = bus_for_rules(c, who, req, e);
+    if (!b)
+        return NULL;
+    json_t *list = json_array();
+    json_t *o = json_pack("{s:o}", "Rules", list);
+    const char *last = NULL;
+    for (size_t i = 0; i < b->nrules; i++) {
+        if (!page_wants(&pg, b->rules[i]->name))
+            continue;
+        if (json_array_size(list) == pg.limit) {
+            json_object_set_new(o, "NextToken", token_encode(last));
+            break;
+        }
+        json_array_append_new(list, rule_view(b->rules[i], 0));
+        last = b->rules[i]->name;
+    }
+    return o;
+}
+
+static json_t *set_state(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e, const char *state)
+{
+    bus *b = bus_for_rules(c, who, req, e);
+    if (!b)
+        return NULL;
+    rule *ru = rule_find(b, sget(req, "Name"));
+    if (!ru)
+        return rule_missing(e, sget(req, "Name"), b);
+    if (json_object_get(ru->doc, "ManagedBy"))
+        return fail(e, "ManagedRuleException", "Rule %s is managed by an AWS service.", ru->name);
+    json_t *doc = json_deep_copy(ru->doc);
+    json_object_set_new(doc, "State", json_string(state));
+    if (store_rule(c, ru, doc)) {
+        json_decref(doc);
+        return fail_store(e);
+    }
+    json_decref(ru->doc);
+    ru->doc = doc;
+    if (rule_sync_machine(ru))
+        return fail(e, "InternalException", "Out of memory.");
+    return json_object();
+}
+
+static json_t *op_enable_rule(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    return set_state(c, who, req, e, "ENABLED");
+}
+
+static json_t *op_disable_rule(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    return set_state(c, who, req, e, "DISABLED");
+}
+
+static json_t *op_delete_rule(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    bus *b = bus_for_rules(c, who, req, e);
+    if (!b)
+        return NULL;
+    rule *ru = rule_find(b, sget(req, "Name"));
+    if (!ru)
+        return json_object();
+    if (json_object_get(ru->doc, "ManagedBy") && !bget(req, "Force"))
+        return fail(e, "ManagedRuleException", "Rule %s is managed by an AWS service; use Force.", ru->name);
+    if (json_array_size(json_object_get(ru->doc, "Targets")))
+        return fail(e, "ValidationException", "Rule can't be deleted since it has targets.");
+    if (unstore(c, "rule", b->reg->name, b->name, ru->name))
+        return fail_store(e);
+    rule_detach(ru);
+    return json_object();
+}
+
+static json_t *op_list_rule_names_by_target(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    page pg;
+    if (page_init(req, NULL, &pg, e))
+        return NULL;
+    bus *b = bus_for_rules(c, who, req, e);
+    if (!b)
+        return NULL;
+    const char *arn = sget(req, "TargetArn");
+    json_t *list = json_array();
+    json_t *o = json_pack("{s:o}", "RuleNames", list);
+    const char *last = NULL;
+    for (size_t i = 0; i < b->nrules; i++) {
+        rule *ru = b->rules[i];
+        if (!page_wants(&pg, ru->name))
+            continue;
+        int has = 0;
+        size_t k;
+        json_t *t;
+        json_array_foreach(json_object_get(ru->doc, "Targets"), k, t) has |= !strcmp(sget(t, "Arn"), arn);
+        if (!has)
+            continue;
+        if (json_array_size(list) == pg.limit) {
+            json_object_set_new(o, "NextToken", token_encode(last));
+            break;
+        }
+        json_array_append_new(list, json_string(ru->name));
+        last = ru->name;
+    }
+    return o;
+}
+
+/* ---- targets ------------------------------------------------------------------------------------ */
+static int is_predefined(const char *name, size_t n)
+{
+    for (size_t i = 0; i < sizeof PREDEFINED / sizeof *PREDEFINED; i++)
+        if (strlen(PREDEFINED[i]) == n && !memcmp(PREDEFINED[i], name, n))
+            return 1;
+    return 0;
+}
+
+/* Input-mode checks of reference §6 for one target. */
+static int check_target(const json_t *t, eb_core_error *e)
+{
+    const char *id = sget(t, "Id");
+    const json_t *input = json_object_get(t, "Input");
+    const json_t *path = json_object_get(t, "InputPath");
+    const json_t *tr = json_object_get(t, "InputTransformer");
+    int modes = (input && !json_is_null(input)) + (path && !json_is_null(path)) + (tr && !json_is_null(tr));
+    if (modes > 1) {
+        fail(e, "ValidationException", "Only one of Input, InputPath, or InputTransformer must be provided for target %s.",
+             id);
+        return -1;
+    }
+    if (json_is_string(input)) {
+        const char *s = json_string_value(input);
+        eb_error err;
+        if (eb_json_check(s, strlen(s), EB_DEFAULT_MAX_DEPTH, &err) != EB_OK) {
+            fail(e, "ValidationException", "Input for target %s is not valid JSON text.", id);
+            return -1;
+        }
+    }
+    if (json_is_string(path) && json_string_value(path)[0] != '$') {
+        fail(e, "ValidationException", "InputPath for target %s is not a valid JSON path.", id);
+        return -1;
+    }
+    if (json_is_object(tr)) {
+        const json_t *map = json_object_get(tr, "InputPathsMap");
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)map, k, v) {
+            if (!strncmp(k, "AWS.", 4) || is_predefined(k, strlen(k))) {
+                fail(e, "ValidationException", "InputPathsMap for target %s uses the reserved name %s.", id, k);
+                return -1;
+            }
+            if (json_is_string(v) && json_string_value(v)[0] != '$') {
+                fail(e, "ValidationException", "InputPathsMap for target %s has an invalid JSON path for %s.", id, k);
+                return -1;
+            }
+        }
+        const char *tpl = sget(tr, "InputTemplate");
+        for (const char *p = tpl ? strchr(tpl, '<') : NULL; p; p = strchr(p + 1, '<')) {
+            const char *q = p + 1;
+            while (*q && *q != '>' && *q != '<' && *q != ' ' && *q != '\n' && *q != '\t' && *q != '"')
+                q++;
+            if (*q != '>' || q == p + 1)
+                continue;
+            size_t n = (size_t)(q - p - 1);
+            int known = is_predefined(p + 1, n);
+            if (!known && map) {
+                char name[300];
+                if (n < sizeof name) {
+                    memcpy(name, p + 1, n);
+                    name[n] = 0;
+                    known = json_object_get(map, name) != NULL;
+                }
+            }
+            if (!known) {
+                fail(e, "ValidationException", "InputTemplate for target %s contains invalid placeholder %.*s.", id,
+                     (int)n, p + 1);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static rule *rule_for_targets(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    bus *b = bus_for_rules(c, who, req, e);
+    if (!b)
+        return NULL;
+    rule *ru = rule_find(b, sget(req, "Rule"));
+    if (!ru)
+        rule_missing(e, sget(req, "Rule"), b);
+    return ru;
+}
+
+static json_t *op_put_targets(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    rule *ru = rule_for_targets(c, who, req, e);
+    if (!ru)
+        return NULL;
+    if (json_object_get(ru->doc, "ManagedBy"))
+        return fail(e, "ManagedRuleException", "Rule %s is managed by an AWS service.", ru->name);
+    const json_t *targets = json_object_get(req, "Targets");
+    size_t i;
+    json_t *t;
+    json_array_foreach(targets, i, t) if (check_target(t, e)) return NULL;
+    json_t *list = json_deep_copy(json_object_get(ru->doc, "Targets"));
+    if (!json_is_array(list)) {
+        json_decref(list);
+        list = json_array();
+    }
+    json_array_foreach(targets, i, t) {
+        json_t *clean = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach(t, k, v) if (!json_is_null(v)) json_object_set(clean, k, v);
+        size_t j;
+        json_t *u;
+        int replaced = 0;
+        json_array_foreach(list, j, u) {
+            if (!strcmp(sget(u, "Id"), sget(t, "Id"))) {
+                json_array_set(list, j, clean);
+                replaced = 1;
+                break;
+            }
+        }
+        if (!replaced)
+            json_array_append(list, clean);
+        json_decref(clean);
+    }
+    if (json_array_size(list) > c->cfg.max_targets_per_rule) {
+        json_decref(list);
+        return fail(e, "LimitExceededException", "The requested resource exceeds the maximum number allowed.");
+    }
+    json_t *doc = json_deep_copy(ru->doc);
+    json_object_set_new(doc, "Targets", list);
+    if (store_rule(c, ru, doc)) {
+        json_decref(doc);
+        return fail_store(e);
+    }
+    json_decref(ru->doc);
+    ru->doc = doc;
+    return json_pack("{s:i, s:[]}", "FailedEntryCount", 0, "FailedEntries");
+}
+
+static json_t *op_remove_targets(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    rule *ru = rule_for_targets(c, who, req, e);
+    if (!ru)
+        return NULL;
+    if (json_object_get(ru->doc, "ManagedBy") && !bget(req, "Force"))
+        return fail(e, "ManagedRuleException", "Rule %s is managed by an AWS service; use Force.", ru->name);
+    json_t *doc = json_deep_copy(ru->doc);
+    json_t *list = json_object_get(doc, "Targets");
+    size_t i;
+    json_t *id;
+    json_array_foreach(json_object_get(req, "Ids"), i, id) {
+        for (size_t j = 0; j < json_array_size(list); j++)
+            if (!strcmp(sget(json_array_get(list, j), "Id"), json_string_value(id))) {
+                json_array_remove(list, j);
+                break;
+            }
+    }
+    if (store_rule(c, ru, doc)) {
+        json_decref(doc);
+        return fail_store(e);
+    }
+    json_decref(ru->doc);
+    ru->doc = doc;
+    return json_pack("{s:i, s:[]}", "FailedEntryCount", 0, "FailedEntries");
+}
+
+static json_t *op_list_targets_by_rule(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    page pg;
+    if (page_init(req, NULL, &pg, e))
+        return NULL;
+    rule *ru = rule_for_targets(c, who, req, e);
+    if (!ru)
+        return NULL;
+    /* targets are listed in Id order so that the token (last Id) pages stably */
+    json_t *all = json_object_get(ru->doc, "Targets");
+    size_t n = json_array_size(all);
+    const json_t **sorted = calloc(n ? n : 1, sizeof *sorted);
+    if (!sorted)
+        return fail(e, "InternalException", "Out of memory.");
+    for (size_t i = 0; i < n; i++) {
+        const json_t *t = json_array_get(all, i);
+        size_t j = i;
+        while (j > 0 && strcmp(sget(sorted[j - 1], "Id"), sget(t, "Id")) > 0) {
+            sorted[j] = sorted[j - 1];
+            j--;
+        }
+        sorted[j] = t;
+    }
+    json_t *list = json_array();
+    json_t *o = json_pack("{s:o}", "Targets", list);
+    const char *last = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *id = sget(sorted[i], "Id");
+        if (!page_wants(&pg, id))
+            continue;
+        if (json_array_size(list) == pg.limit) {
+            json_object_set_new(o, "NextToken", token_encode(last));
+            break;
+        }
+        json_array_append(list, (json_t *)sorted[i]);
+        last = id;
+    }
+    free(sorted);
+    return o;
+}
+
+/* ---- tags on resources ----------------------------------------------------------------------------- */
+/* Resolve a bus or rule ARN to its document holder. */
+static json_t *tag_target(eb_core *c, const eb_caller *who, const char *arn, bus **ob, rule **orule, eb_core_error *e)
+{
+    *ob = NULL;
+    *orule = NULL;
+    arn_parts a;
+    if (parse_arn(arn, &a) || strcmp(a.service, "events"))
+        return fail(e, "ValidationException", "Parameter ResourceARN is not valid.");
+    region *r = region_get(c, who, e);
+    if (!r)
+        return NULL;
+    int here = !strcmp(a.account, who->account) && !strcmp(a.region, who->region);
+    if (!strncmp(a.resource, "event-bus/", 10)) {
+        const char *name = a.resource + 10;
+        bus *b = here ? bus_find(r, name) : NULL;
+        if (!b)
+            return fail(e, "ResourceNotFoundException", "Event bus %s does not exist.", name);
+        *ob = b;
+        return b->doc;
+    }
+    if (!strncmp(a.resource, "rule/", 5)) {
+        const char *rest = a.resource + 5;
+        const char *slash = strrchr(rest, '/');
+        char busname[300] = "default";
+        const char *rname = rest;
+        if (slash) {
+            size_t n = (size_t)(slash - rest);
+            if (n >= sizeof busname)
+                n = sizeof busname - 1;
+            memcpy(busname, rest, n);
+            busname[n] = 0;
+            rname = slash + 1;
+        }
+        bus *b = here ? bus_find(r, busname) : NULL;
+        if (!b)
+            return fail(e, "ResourceNotFoundException", "Rule %s does not exist on EventBus %s.", rname, busname);
+        rule *ru = rule_find(b, rname);
+        if (!ru)
+            return fail(e, "ResourceNotFoundException", "Rule %s does not exist on EventBus %s.", rname, busname);
+        *orule = ru;
+        return ru->doc;
+    }
+    return fail(e, "ResourceNotFoundException", "Resource %s does not exist.", arn);
+}
+
+static json_t *tags_write(eb_core *c, bus *b, rule *ru, json_t *doc, eb_core_error *e)
+{
+    int rc = b ? store_bus(c, b->reg, b->name, doc) : store_rule(c, ru, doc);
+    if (rc) {
+        json_decref(doc);
+        return fail_store(e);
+    }
+    if (b) {
+        json_decref(b->doc);
+        b->doc = doc;
+    } else {
+        json_decref(ru->doc);
+        ru->doc = doc;
+    }
+    return json_object();
+}
+
+static json_t *op_tag_resource(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    bus *b;
+    rule *ru;
+    json_t *cur = tag_target(c, who, sget(req, "ResourceARN"), &b, &ru, e);
+    if (!cur)
+        return NULL;
+    if (ru && json_object_get(ru->doc, "ManagedBy"))
+        return fail(e, "ManagedRuleException", "Rule %s is managed by an AWS service.", ru->name);
+    const json_t *tags = json_object_get(req, "Tags");
+    if (tags_check(tags, e))
+        return NULL;
+    json_t *doc = json_deep_copy(cur);
+    if (tags_merge(doc, tags, e)) {
+        json_decref(doc);
+        return NULL;
+    }
+    return tags_write(c, b, ru, doc, e);
+}
+
+static json_t *op_untag_resource(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    bus *b;
+    rule *ru;
+    json_t *cur = tag_target(c, who, sget(req, "ResourceARN"), &b, &ru, e);
+    if (!cur)
+        return NULL;
+    if (ru && json_object_get(ru->doc, "ManagedBy"))
+        return fail(e, "ManagedRuleException", "Rule %s is managed by an AWS service.", ru->name);
+    json_t *doc = json_deep_copy(cur);
+    json_t *tags = json_object_get(doc, "Tags");
+    size_t i;
+    json_t *k;
+    json_array_foreach(json_object_get(req, "TagKeys"), i, k) {
+        for (size_t j = 0; j < json_array_size(tags); j++)
+            if (!strcmp(sget(json_array_get(tags, j), "Key"), json_string_value(k))) {
+                json_array_remove(tags, j);
+                break;
+            }
+    }
+    return tags_write(c, b, ru, doc, e);
+}
+
+static json_t *op_list_tags_for_resource(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    bus *b;
+    rule *ru;
+    json_t *cur = tag_target(c, who, sget(req, "ResourceARN"), &b, &ru, e);
+    if (!cur)
+        return NULL;
+    json_t *tags = json_object_get(cur, "Tags");
+    return json_pack("{s:O}", "Tags", json_is_array(tags) ? tags : json_array());
+}
+
+/* ---- permissions -------------------------------------------------------------------------------------- */
+static json_t *op_put_permission(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    bus *b = bus_for(c, who, sget(req, "EventBusName"), e);
+    if (!b)
+        return NULL;
+    json_t *doc = json_deep_copy(b->doc);
+    const char *policy = sget(req, "Policy");
+    if (policy) {
+        if (strlen(policy) > 10240) {
+            json_decref(doc);
+            return fail(e, "PolicyLengthExceededException", "Event bus policy exceeds the maximum size.");
+        }
+        json_t *p = json_loads(policy, 0, NULL);
+        if (!json_is_object(p)) {
+            json_decref(p);
+            json_decref(doc);
+            return fail(e, "ValidationException", "Parameter Policy is not valid.");
+        }
+        json_object_set_new(doc, "Policy", p);
+    } else {
+        const char *action = sget(req, "Action"), *principal = sget(req, "Principal"), *sid = sget(req, "StatementId");
+        if (!action || !principal || !sid) {
+            json_decref(doc);
+            return fail(e, "ValidationException",
+                        "Parameter(s) Action, Principal and StatementId must be specified when Policy is not given.");
+        }
+        json_t *pol = json_object_get(doc, "Policy");
+        if (!json_is_object(pol)) {
+            pol = json_pack("{s:s, s:[]}", "Version", "2012-10-17", "Statement");
+            json_object_set_new(doc, "Policy", pol);
+        }
+        json_t *stmts = json_object_get(pol, "Statement");
+        if (!json_is_array(stmts)) {
+            stmts = json_array();
+            json_object_set_new(pol, "Statement", stmts);
+        }
+        size_t i;
+        json_t *s;
+        json_array_foreach(stmts, i, s) {
+            if (json_is_string(json_object_get(s, "Sid")) && !strcmp(sget(s, "Sid"), sid)) {
+                json_decref(doc);
+                return fail(e, "ResourceAlreadyExistsException", "Statement with the provided id already exists.");
+            }
+        }
+        json_t *prin;
+        if (!strcmp(principal, "*")) {
+            prin = json_string("*");
+        } else {
+            char iam[128];
+            snprintf(iam, sizeof iam, "arn:%s:iam::%s:root", c->cfg.partition, principal);
+            prin = json_pack("{s:s}", "AWS", iam);
+        }
+        json_t *st = json_pack("{s:s, s:s, s:o, s:s, s:O}", "Sid", sid, "Effect", "Allow", "Principal", prin, "Action",
+                               action, "Resource", json_object_get(b->doc, "Arn"));
+        const json_t *cond = json_object_get(req, "Condition");
+        if (json_is_object(cond)) {
+            if (strcmp(sget(cond, "Type"), "StringEquals") || strcmp(sget(cond, "Key"), "aws:PrincipalOrgID")) {
+                json_decref(st);
+                json_decref(doc);
+                return fail(e, "ValidationException",
+                            "Condition must have Type StringEquals and Key aws:PrincipalOrgID.");
+            }
+            json_object_set_new(st, "Condition", json_pack("{s:{s:s}}", "StringEquals", "aws:PrincipalOrgID",
+                                                           sget(cond, "Value")));
+        }
+        json_array_append_new(stmts, st);
+        char *text = json_dumps(pol, JSON_COMPACT);
+        size_t len = text ? strlen(text) : 0;
+        free(text);
+        if (len > 10240) {
+            json_decref(doc);
+            return fail(e, "PolicyLengthExceededException", "Event bus policy exceeds the maximum size.");
+        }
+    }
+    json_object_set_new(doc, "LastModifiedTimeMs", json_integer(eb_now_ms()));
+    if (store_bus(c, b->reg, b->name, doc)) {
+        json_decref(doc);
+        return fail_store(e);
+    }
+    json_decref(b->doc);
+    b->doc = doc;
+    return json_object();
+}
+
+static json_t *op_remove_permission(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    bus *b = bus_for(c, who, sget(req, "EventBusName"), e);
+    if (!b)
+        return NULL;
+    const char *sid = sget(req, "StatementId");
+    int all = bget(req, "RemoveAllPermissions");
+    if (!sid && !all)
+        return fail(e, "ValidationException", "Parameter StatementId is required.");
+    json_t *doc = json_deep_copy(b->doc);
+    if (all) {
+        json_object_del(doc, "Policy");
+    } else {
+        json_t *stmts = json_object_get(json_object_get(doc, "Policy"), "Statement");
+        size_t i, n = json_array_size(stmts);
+        for (i = 0; i < n; i++) {
+            const char *s = sget(json_array_get(stmts, i), "Sid");
+            if (s && !strcmp(s, sid))
+                break;
+        }
+        if (i == n) {
+            json_decref(doc);
+            return fail(e, "ResourceNotFoundException", "Statement with the provided id does not exist.");
+        }
+        json_array_remove(stmts, i);
+    }
+    json_object_set_new(doc, "LastModifiedTimeMs", json_integer(eb_now_ms()));
+    if (store_bus(c, b->reg, b->name, doc)) {
+        json_decref(doc);
+        return fail_store(e);
+    }
+    json_decref(b->doc);
+    b->doc = doc;
+    return json_object();
+}
+
+/* ---- matchers ---------------------------------------------------------------------------------------------- */
+static eb_matcher *matcher_get(eb_core *c)
+{
+    eb_matcher *mt = NULL;
+    pthread_mutex_lock(&c->pool_mu);
+    if (c->npool)
+        mt = c->pool[--c->npool];
+    pthread_mutex_unlock(&c->pool_mu);
+    if (!mt) {
+        mt = eb_matcher_new();
+        if (mt)
+            eb_matcher_set_max_depth(mt, c->cfg.max_event_depth + 8);
+    }
+    return mt;
+}
+
+static void matcher_put(eb_core *c, eb_matcher *mt)
+{
+    if (!mt)
+        return;
+    pthread_mutex_lock(&c->pool_mu);
+    if (c->npool == c->cappool) {
+        size_t nc = c->cappool ? c->cappool * 2 : 16;
+        eb_matcher **np = realloc(c->pool, nc * sizeof *np);
+        if (!np) {
+            pthread_mutex_unlock(&c->pool_mu);
+            eb_matcher_free(mt);
+            return;
+        }
+        c->pool = np;
+        c->cappool = nc;
+    }
+    c->pool[c->npool++] = mt;
+    pthread_mutex_unlock(&c->pool_mu);
+}
+
+/* ---- TestEventPattern ------------------------------------------------------------------------------------- */
+static json_t *op_test_event_pattern(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    (void)who;
+    const char *pattern = sget(req, "EventPattern");
+    const char *event = sget(req, "Event");
+    eb_pattern *p = NULL;
+    eb_error err;
+    if (eb_pattern_compile(pattern, strlen(pattern), &p, &err) != EB_OK)
+        return fail(e, "InvalidEventPatternException", "%s", err.message);
+    json_t *ev = json_loads(event, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    static const char *const required[] = {"id", "account", "source", "time", "region", "detail-type"};
+    int ok = eb_json_check(event, strlen(event), c->cfg.max_event_depth, &err) == EB_OK && json_is_object(ev);
+    for (size_t i = 0; ok && i < sizeof required / sizeof *required; i++)
+        ok = json_object_get(ev, required[i]) != NULL;
+    json_decref(ev);
+    if (!ok) {
+        eb_pattern_free(p);
+        return fail(e, "ValidationException", "Parameter Event is not valid.");
+    }
+    eb_machine *m = eb_machine_new();
+    eb_matcher *mt = matcher_get(c);
+    json_t *out = NULL;
+    if (m && mt && eb_machine_add(m, 1, p) == EB_OK) {
+        eb_snapshot *s = eb_machine_snapshot(m);
+        const uint64_t *keys;
+        size_t n;
+        if (eb_match(mt, s, event, strlen(event), 0, &keys, &n, &err) == EB_OK)
+            out = json_pack("{s:b}", "Result", n > 0);
+        else
+            fail(e, "ValidationException", "Parameter Event is not valid.");
+        eb_snapshot_release(s);
+    } else {
+        fail(e, "InternalException", "Out of memory.");
+    }
+    matcher_put(c, mt);
+    eb_machine_free(m);
+    eb_pattern_free(p);
+    return out;
+}
+
+/* ---- the operation table ------------------------------------------------------------------------------------- */
+typedef json_t *(*op_fn)(eb_core *, const eb_caller *, json_t *, eb_core_error *);
+static const struct {
+    const char *name;
+    op_fn fn;
+} OPS[] = {
+    {"CreateEventBus", op_create_event_bus},
+    {"DescribeEventBus", op_describe_event_bus},
+    {"ListEventBuses", op_list_event_buses},
+    {"UpdateEventBus", op_update_event_bus},
+    {"DeleteEventBus", op_delete_event_bus},
+    {"PutRule", op_put_rule},
+    {"DescribeRule", op_describe_rule},
+    {"ListRules", op_list_rules},
+    {"EnableRule", op_enable_rule},
+    {"DisableRule", op_disable_rule},
+    {"DeleteRule", op_delete_rule},
+    {"ListRuleNamesByTarget", op_list_rule_names_by_target},
+    {"PutTargets", op_put_targets},
+    {"RemoveTargets", op_remove_targets},
+    {"ListTargetsByRule", op_list_targets_by_rule},
+    {"TestEventPattern", op_test_event_pattern},
+    {"TagResource", op_tag_resource},
+    {"UntagResource", op_untag_resource},
+    {"ListTagsForResource", op_list_tags_for_resource},
+    {"PutPermission", op_put_permission},
+    {"RemovePermission", op_remove_permission},
+};
+
+int eb_core_has_op(const char *op)
+{
+    if (!strcmp(op, "PutEvents"))
+        return 1;
+    for (size_t i = 0; i < sizeof OPS / sizeof *OPS; i++)
+        if (!strcmp(OPS[i].name, op))
+            return 1;
+    return 0;
+}
+
+json_t *eb_core_call(eb_core *c, const eb_caller *who, const char *op, json_t *req, eb_core_error *e)
+{
+    for (size_t i = 0; i < sizeof OPS / sizeof *OPS; i++) {
+        if (strcmp(OPS[i].name, op))
+            continue;
+        pthread_rwlock_wrlock(&c->lock);
+        json_t *out = OPS[i].fn(c, who, req, e);
+        pthread_rwlock_unlock(&c->lock);
+        return out;
+    }
+    return fail(e, "UnknownOperationException", "Unknown operation %s.", op);
+}
+
+/* ---- PutEvents ----------------------------------------------------------------------------------------------- */
+/* Sum of entry sizes as reference §4.3.1 counts them. */
+static size_t entry_size(const json_t *en)
+{
+    size_t n = 0;
+    if (json_object_get(en, "Time") && !json_is_null(json_object_get(en, "Time")))
+        n += 14;
+    static const char *const members[] = {"Source", "DetailType", "Detail"};
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *v = json_object_get(en, members[i]);
+        if (json_is_string(v))
+            n += json_string_length(v);
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(en, "Resources"), i, r) if (json_is_string(r)) n += json_string_length(r);
+    return n;
+}
+
+/* Append Detail (validated JSON) without insignificant whitespace; -1 when an
+ * integer lies outside the signed 64-bit range (AWS rejects those). */
+static int compact_detail(eb_buf *out, const char *s, size_t n)
+{
+    if (eb_buf_reserve(out, n))
+        return -1;
+    size_t i = 0;
+    while (i < n) {
+        char ch = s[i];
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+            i++;
+            continue;
+        }
+        if (ch == '"') {
+            size_t j = i + 1;
+            while (j < n && s[j] != '"')
+                j += s[j] == '\\' ? 2 : 1;
+            eb_buf_append(out, s + i, j + 1 - i);
+            i = j + 1;
+            continue;
+        }
+        if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            size_t j = i;
+            int integer = 1;
+            while (j < n && strchr("0123456789+-.eE", s[j])) {
+                if (s[j] == '.' || s[j] == 'e' || s[j] == 'E')
+                    integer = 0;
+                j++;
+            }
+            if (integer) {
+                size_t digits = j - i - (ch == '-');
+                const char *lim = ch == '-' ? "9223372036854775808" : "9223372036854775807";
+                const char *d = s + i + (ch == '-');
+                if (digits > 19 || (digits == 19 && memcmp(d, lim, 19) > 0))
+                    return -1;
+            }
+            eb_buf_append(out, s + i, j - i);
+            i = j;
+            continue;
+        }
+        eb_buf_putc(out, ch);
+        i++;
+    }
+    return 0;
+}
+
+static int detail_ok(const eb_core *c, const char *d, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r'))
+        i++;
+    if (i == n || d[i] != '{')
+        return 0;
+    eb_error err;
+    return eb_json_check(d, n, c->cfg.max_event_depth, &err) == EB_OK;
+}
+
+typedef struct {
+    eb_core_done_fn done;
+    void *ctx;
+    json_t *resp;
+    size_t stored[16];
+    size_t nstored;
+} pe_wait;
+
+static void pe_finish(pe_wait *w, int status)
+{
+    if (status != EB_STORE_OK && w->nstored) {
+        json_t *entries = json_object_get(w->resp, "Entries");
+        for (size_t i = 0; i < w->nstored; i++)
+            json_array_set_new(entries, w->stored[i],
+                               json_pack("{s:s, s:s}", "ErrorCode", "InternalFailure", "ErrorMessage",
+                                         "The event could not be stored; it was not accepted."));
+        json_int_t failed = json_integer_value(json_object_get(w->resp, "FailedEntryCount"));
+        json_object_set_new(w->resp, "FailedEntryCount", json_integer(failed + (json_int_t)w->nstored));
+        eb_log(EB_LOG_ERROR, "PutEvents: store commit failed; entries answered InternalFailure", "entries=%zu",
+               w->nstored);
+    }
+    w->done(w->ctx, w->resp, NULL);
+    free(w);
+}
+
+static void pe_committed(void *ctx, int status)
+{
+    pe_finish(ctx, status);
+}
+
+static json_t *entry_error(const char *code, const char *msg)
+{
+    return json_pack("{s:s, s:s}", "ErrorCode", code, "ErrorMessage", msg);
+}
+
+void eb_core_put_events(eb_core *c, const eb_caller *who, json_t *req, eb_core_done_fn done, void *ctx)
+{
+    eb_core_error e = {0};
+    const json_t *entries = json_object_get(req, "Entries");
+    size_t n = json_array_size(entries);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += entry_size(json_array_get(entries, i));
+    if (total >= c->cfg.max_entries_bytes) {
+        fail(&e, "ValidationException", "Total size of the entries in the request is over the limit.");
+        done(ctx, NULL, &e);
+        return;
+    }
+    pe_wait *w = calloc(1, sizeof *w);
+    json_t *results = json_array();
+    json_t *resp = json_pack("{s:i, s:o}", "FailedEntryCount", 0, "Entries", results);
+    if (!w || !resp || n > sizeof w->stored / sizeof *w->stored) {
+        free(w);
+        json_decref(resp);
+        fail(&e, "InternalException", "Out of memory.");
+        done(ctx, NULL, &e);
+        return;
+    }
+    w->done = done;
+    w->ctx = ctx;
+    w->resp = resp;
+
+    eb_buf bodies = {0}, keys = {0};
+    struct {
+        size_t off, len;
+        char id[37];
+        const char *bus;
+        uint32_t first_job, njobs;
+    } ev[16];
+    typedef struct {
+        size_t rule_off, target_off;
+    } job_ref;
+    job_ref *jobs = NULL;
+    size_t njobs = 0, capjobs = 0, nev = 0, failed = 0;
+    int oom = 0;
+    int64_t now_ms = eb_now_ms();
+    eb_matcher *mt = matcher_get(c);
+
+    pthread_rwlock_rdlock(&c->lock);
+    region *r = region_find(c, who);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *en = json_array_get(entries, i);
+        const char *source = sget(en, "Source"), *dtype = sget(en, "DetailType"), *detail = sget(en, "Detail");
+        json_t *res = NULL;
+        if (!source || !*source)
+            res = entry_error("InvalidArgument", "Parameter Source is not valid. Reason: Source is a required argument.");
+        else if (!dtype || !*dtype)
+            res = entry_error("InvalidArgument",
+                              "Parameter DetailType is not valid. Reason: DetailType is a required argument.");
+        else if (!detail)
+            res = entry_error("InvalidArgument", "Parameter Detail is not valid. Reason: Detail is a required argument.");
+        else if (!detail_ok(c, detail, json_string_length(json_object_get(en, "Detail"))))
+            res = entry_error("MalformedDetail", "Detail is malformed.");
+        else if (c->cfg.strict_sources && !strncmp(source, "aws.", 4))
+            res = entry_error("NotAuthorizedForSourceException", "Not authorized for the source.");
+        if (res) {
+            json_array_append_new(results, res);
+            failed++;
+            continue;
+        }
+        char id[37];
+        eb_uuid4(id);
+        /* the envelope */
+        size_t off = bodies.n;
+        char tbuf[21];
+        const json_t *tj = json_object_get(en, "Time");
+        int64_t secs = json_is_number(tj) ? (int64_t)json_number_value(tj) : now_ms / 1000;
+        eb_time_rfc3339(secs, tbuf);
+        eb_buf_printf(&bodies, "{\"version\":\"0\",\"id\":\"%s\",\"detail-type\":", id);
+        eb_buf_json_str(&bodies, dtype, strlen(dtype));
+        eb_buf_puts(&bodies, ",\"source\":");
+        eb_buf_json_str(&bodies, source, strlen(source));
+        eb_buf_printf(&bodies, ",\"account\":\"%s\",\"time\":\"%s\",\"region\":", who->account, tbuf);
+        eb_buf_json_str(&bodies, who->region, strlen(who->region));
+        eb_buf_puts(&bodies, ",\"resources\":[");
+        size_t k;
+        json_t *rs;
+        json_array_foreach(json_object_get(en, "Resources"), k, rs) {
+            if (k)
+                eb_buf_putc(&bodies, ',');
+            eb_buf_json_str(&bodies, json_string_value(rs), json_string_length(rs));
+        }
+        eb_buf_puts(&bodies, "],\"detail\":");
+        if (compact_detail(&bodies, detail, strlen(detail))) {
+            bodies.n = off;
+            json_array_append_new(results, entry_error("MalformedDetail", "Detail is malformed."));
+            failed++;
+            continue;
+        }
+        if (eb_buf_putc(&bodies, '}')) {
+            oom = 1;
+            break;
+        }
+        json_array_append_new(results, json_pack("{s:s}", "EventId", id));
+        /* the bus: unknown buses accept the event and drop it, as AWS does */
+        char bname[2048];
+        bus *b = NULL;
+        if (!bus_name_of(who, sget(en, "EventBusName"), bname, sizeof bname))
+            b = bus_find(r, bname);
+        if (!b) {
+            bodies.n = off;
+            continue;
+        }
+        ev[nev].off = off;
+        ev[nev].len = bodies.n - off;
+        memcpy(ev[nev].id, id, sizeof id);
+        ev[nev].bus = b->name;
+        ev[nev].first_job = (uint32_t)njobs;
+        ev[nev].njobs = 0;
+        if (b->nrules && mt) {
+            eb_snapshot *snap = eb_machine_snapshot(b->m);
+            const uint64_t *matched;
+            size_t nm = 0;
+            eb_error err;
+            if (eb_match(mt, snap, bodies.p + off, bodies.n - off, EB_MATCH_TRUSTED, &matched, &nm, &err) != EB_OK)
+                nm = 0;
+            for (size_t m = 0; m < nm; m++) {
+                const rule *ru = (const rule *)(uintptr_t)matched[m];
+                size_t ti;
+                json_t *t;
+                json_array_foreach(json_object_get(ru->doc, "Targets"), ti, t) {
+                    if (njobs == capjobs) {
+                        size_t nc = capjobs ? capjobs * 2 : 16;
+                        job_ref *nj = realloc(jobs, nc * sizeof *nj);
+                        if (!nj) {
+                            oom = 1;
+                            break;
+                        }
+                        jobs = nj;
+                        capjobs = nc;
+                    }
+                    jobs[njobs].rule_off = keys.n;
+                    eb_buf_printf(&keys, "%s/%s/%s", r->name, b->name, ru->name);
+                    eb_buf_putc(&keys, 0);
+                    jobs[njobs].target_off = keys.n;
+                    eb_buf_puts(&keys, sget(t, "Id"));
+                    if (eb_buf_putc(&keys, 0))
+                        oom = 1;
+                    njobs++;
+                    ev[nev].njobs++;
+                }
+            }
+            eb_snapshot_release(snap);
+        }
+        w->stored[w->nstored++] = json_array_size(results) - 1;
+        nev++;
+    }
+    /* bus names must stay valid until the store copied them: copy them out */
+    eb_buf busnames = {0};
+    size_t busoff[16];
+    for (size_t i = 0; i < nev; i++) {
+        busoff[i] = busnames.n;
+        eb_buf_puts(&busnames, ev[i].bus);
+        if (eb_buf_putc(&busnames, 0))
+            oom = 1;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    matcher_put(c, mt);
+    json_object_set_new(resp, "FailedEntryCount", json_integer((json_int_t)failed));
+
+    if (oom || !mt) {
+        free(jobs);
+        eb_buf_free(&bodies);
+        eb_buf_free(&keys);
+        eb_buf_free(&busnames);
+        json_decref(resp);
+        free(w);
+        fail(&e, "InternalException", "Out of memory.");
+        done(ctx, NULL, &e);
+        return;
+    }
+    if (!nev) {
+        free(jobs);
+        eb_buf_free(&bodies);
+        eb_buf_free(&keys);
+        eb_buf_free(&busnames);
+        pe_finish(w, EB_STORE_OK);
+        return;
+    }
+    eb_store_event sev[16];
+    eb_store_job *sjobs = njobs ? calloc(njobs, sizeof *sjobs) : NULL;
+    for (size_t i = 0; i < nev; i++) {
+        sev[i] = (eb_store_event){.id = ev[i].id,
+                                  .account = who->account,
+                                  .region = who->region,
+                                  .bus = busnames.p + busoff[i],
+                                  .time_ms = now_ms,
+                                  .body = bodies.p + ev[i].off,
+                                  .len = ev[i].len,
+                                  .first_job = ev[i].first_job,
+                                  .njobs = ev[i].njobs};
+    }
+    int rc = EB_STORE_ERR_NOMEM;
+    if (!njobs || sjobs) {
+        for (size_t j = 0; j < njobs; j++)
+            sjobs[j] = (eb_store_job){.rule = keys.p + jobs[j].rule_off, .target_id = keys.p + jobs[j].target_off};
+        rc = eb_store_append(c->store, sev, nev, sjobs, njobs, pe_committed, w);
+    }
+    free(sjobs);
+    free(jobs);
+    eb_buf_free(&bodies);
+    eb_buf_free(&keys);
+    eb_buf_free(&busnames);
+    if (rc != EB_STORE_OK)
+        pe_finish(w, rc);
+}

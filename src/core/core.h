@@ -1,0 +1,71 @@
+/* The model: per (account, region) the event buses, their rules and targets,
+ * tags and bus policies; one pattern machine per bus; PutEvents = validate ->
+ * envelope -> match -> append to the store (group commit).
+ *
+ * Requests come in as jansson objects that already passed the shape check
+ * (api/shape.c): types, required members, lengths and patterns hold. Answers
+ * are new jansson objects (the caller owns them) or an error value.
+ *
+ * Every control-plane change is written to the store before it is applied in
+ * memory; on open the model is rebuilt from the store. One reader/writer lock
+ * guards the model: changes take it exclusively, PutEvents shares it. */
+#ifndef EB_CORE_H
+#define EB_CORE_H
+
+#include "../store/store.h"
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct eb_core eb_core;
+
+typedef struct {
+    const char *partition;          /* "aws" */
+    int strict_sources;             /* reject PutEvents sources starting with "aws." as AWS does */
+    size_t max_entries_bytes;       /* PutEvents total entry size must be below this (262,144) */
+    size_t max_pattern_chars;       /* EventPattern length limit (4,096, the model's) */
+    unsigned max_buses;             /* per account/region, default bus included (100) */
+    unsigned max_rules_per_bus;     /* (300) */
+    unsigned max_targets_per_rule;  /* (5, hard in AWS) */
+    unsigned max_event_depth;       /* Detail nesting limit (1,000) */
+} eb_core_config;
+
+void eb_core_config_defaults(eb_core_config *c);
+
+/* Who is calling: the account (from the access key) and region (from the
+ * SigV4 scope). */
+typedef struct {
+    const char *account;
+    const char *region;
+} eb_caller;
+
+/* An AWS error: __type, message and HTTP status. */
+typedef struct {
+    const char *type; /* static string, e.g. "ResourceNotFoundException" */
+    unsigned http;    /* 400, 500, ... */
+    char message[1024];
+} eb_core_error;
+
+/* Open the model on a store (which it does not own): loads every bus and rule.
+ * NULL with a message on failure. */
+eb_core *eb_core_open(const eb_core_config *cfg, eb_store *store, char *err, size_t errlen);
+void eb_core_close(eb_core *c);
+
+/* Run one synchronous operation (everything but PutEvents). Returns the
+ * response object (new reference) or NULL with *e filled. `op` is the name
+ * after "AWSEvents.". Unknown op: NULL with UnknownOperationException. */
+json_t *eb_core_call(eb_core *c, const eb_caller *who, const char *op, json_t *req, eb_core_error *e);
+
+/* PutEvents: validates, matches and queues the accepted events for the next
+ * group commit. `done` is called exactly once — possibly before this returns
+ * (request-level errors, nothing to store) or later from the store's
+ * committer thread — with the response (ownership passes to done) or NULL and
+ * the error. */
+typedef void (*eb_core_done_fn)(void *ctx, json_t *resp, const eb_core_error *e);
+void eb_core_put_events(eb_core *c, const eb_caller *who, json_t *req, eb_core_done_fn done, void *ctx);
+
+/* Is `op` an operation this server implements? */
+int eb_core_has_op(const char *op);
+
+#endif
