@@ -105,16 +105,6 @@ static const char *header(const eb_api_request *r, const char *name)
     return NULL;
 }
 
-static int valid_region(const char *s)
-{
-    if (!*s)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
-            return 0;
-    return 1;
-}
-
 /* SigV4: who is calling. Returns 0, or -1 after answering with the error. */
 static int authenticate(eb_api *a, const eb_api_request *r, call *cl, char *account, size_t alen, char *region,
                         size_t rlen)
@@ -132,11 +122,7 @@ static int authenticate(eb_api *a, const eb_api_request *r, call *cl, char *acco
     eb_sigv4_auth sa;
     eb_sigv4_error se;
     if (eb_sigv4_parse(auth, &sa, &se)) {
-        answer_error(cl, 400, se.code, "%s", se.message);
-        return -1;
-    }
-    if (!valid_region(sa.region)) {
-        answer_error(cl, 400, "IncompleteSignatureException", "Credential should be scoped to a valid region.");
+        answer_error(cl, eb_sigv4_http_status(se.status), se.code, "%s", se.message);
         return -1;
     }
     snprintf(region, rlen, "%s", sa.region);
@@ -152,7 +138,7 @@ static int authenticate(eb_api *a, const eb_api_request *r, call *cl, char *acco
     }
     if (eb_sigv4_verify(&sa, "events", r->method, r->path, r->query ? r->query : "", r->hdrs, r->nh, r->body, r->len,
                         cred->secret, (int64_t)time(NULL), &se)) {
-        answer_error(cl, 400, se.code, "%s", se.message);
+        answer_error(cl, eb_sigv4_http_status(se.status), se.code, "%s", se.message);
         return -1;
     }
     snprintf(account, alen, "%s", cred->account);
