@@ -23,4 +23,9 @@ int eb_shape_known(const char *op);
  * (static string) and the message appended to msg. */
 int eb_shape_check(const char *op, const json_t *req, const char **code, eb_buf *msg);
 
+/* Whole-string match of s[0..len) (UTF-8) against a regular expression in
+ * the Java syntax subset the model's patterns use: 1 match, 0 no match, -1
+ * unsupported pattern or out of memory. */
+int eb_shape_regex_match(const char *pattern, const char *s, size_t len);
+
 #endif
