@@ -223,7 +223,7 @@ void eb_api_serve(eb_api *a, const eb_api_request *r, eb_api_reply_fn reply, voi
     const char *code = NULL;
     eb_buf msg = {0};
     if (eb_shape_check(cl->op, req, &code, &msg)) {
-        answer_error(cl, 400, code, "%s", msg.p ? msg.p : "Invalid request.");
+        answer_error(cl, strcmp(code, "InternalException") ? 400 : 500, code, "%s", msg.p ? msg.p : "Invalid request.");
         eb_buf_free(&msg);
         json_decref(req);
         return;
