@@ -1,0 +1,822 @@
+/* Unit tests for src/store/ with the SQLite backend (store_sqlite.c):
+ * documents (put/replace/delete/scan order), append + event_scan, group
+ * commit under concurrent appends, reopen, file permissions, retention and
+ * compaction, close with appends in flight, and failure paths.
+ *
+ * Failure paths covered: invalid append arguments (error, done not called);
+ * an unusable data directory (open fails with a message); commits that fail
+ * with a real write error -- RLIMIT_FSIZE makes writes past a small offset
+ * fail with EFBIG (like a full disk; works as root, unlike chmod), so the
+ * batch's COMMIT fails, every append of it gets EB_STORE_ERR_IO, nothing of
+ * it is stored, and the store keeps working once the limit is lifted. */
+#define _GNU_SOURCE
+#include "store/store.h"
+#include "test.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static char root[256];
+
+static void setup_root(void)
+{
+    snprintf(root, sizeof root, "/tmp/eb_test_store.XXXXXX");
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        exit(2);
+    }
+}
+
+static void rm_store_dir(const char *dir)
+{
+    static const char *const files[] = {"ebridge.db", "ebridge.db-wal", "ebridge.db-shm"};
+    char p[512];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+static void subdir(char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", root, name);
+}
+
+static eb_store *open_dir(const char *dir, eb_sync_mode sync, int64_t retention_s)
+{
+    eb_store_options o = {.sync = sync, .retention_s = retention_s, .max_batch_events = 0};
+    char err[256] = "";
+    eb_store *s = eb_store_open_sqlite(dir, &o, err, sizeof err);
+    if (!s)
+        fprintf(stderr, "open %s: %s\n", dir, err);
+    return s;
+}
+
+/* Collects documents of a scan. */
+typedef struct {
+    char keys[16][64];
+    char docs[16][128];
+    int n, stop_after;
+} doc_list;
+
+static int collect_doc(void *ctx, const char *key, const char *doc, size_t len)
+{
+    doc_list *l = ctx;
+    if (l->n < 16) {
+        snprintf(l->keys[l->n], sizeof l->keys[0], "%s", key);
+        snprintf(l->docs[l->n], sizeof l->docs[0], "%.*s", (int)len, doc);
+    }
+    l->n++;
+    return l->stop_after && l->n >= l->stop_after;
+}
+
+/* Event scan: counts, checks ids are "t<thread>-<i>" style and bodies match ids. */
+typedef struct {
+    size_t n;
+    uint64_t pending;
+    unsigned char *seen; /* optional: seen[idx] for ids "e<idx>" */
+    size_t seen_n;
+    int bad, dup;
+    char last_id[64];
+    char last_body[256];
+} ev_list;
+
+static int collect_event(void *ctx, const char *id, const char *body, size_t len, uint32_t pending)
+{
+    ev_list *l = ctx;
+    l->n++;
+    l->pending += pending;
+    snprintf(l->last_id, sizeof l->last_id, "%s", id);
+    snprintf(l->last_body, sizeof l->last_body, "%.*s", (int)(len < 200 ? len : 200), body);
+    if (body[len] != 0)
+        l->bad++;
+    if (l->seen) {
+        unsigned long idx;
+        if (sscanf(id, "e%lu", &idx) != 1 || idx >= l->seen_n) {
+            l->bad++;
+        } else {
+            if (l->seen[idx])
+                l->dup++;
+            l->seen[idx] = 1;
+            /* body is {"id":"e<idx>",...} */
+            char want[64];
+            int k = snprintf(want, sizeof want, "{\"id\":\"%s\"", id);
+            if (len < (size_t)k || memcmp(body, want, (size_t)k) != 0)
+                l->bad++;
+        }
+    }
+    return 0;
+}
+
+/* Builds one event "e<idx>" with a body of about body_len bytes and njobs jobs. */
+typedef struct {
+    char id[32];
+    char body[2048];
+    eb_store_event ev;
+    eb_store_job jobs[4];
+} one_event;
+
+static void make_event(one_event *e, unsigned long idx, size_t body_len, uint32_t njobs)
+{
+    snprintf(e->id, sizeof e->id, "e%lu", idx);
+    int k = snprintf(e->body, sizeof e->body, "{\"id\":\"%s\",\"detail\":\"", e->id);
+    size_t n = (size_t)k;
+    while (n + 2 < body_len && n + 3 < sizeof e->body) {
+        e->body[n] = (char)('a' + (idx + n) % 26);
+        n++;
+    }
+    e->body[n++] = '"';
+    e->body[n++] = '}';
+    e->body[n] = 0;
+    for (uint32_t j = 0; j < njobs && j < 4; j++) {
+        e->jobs[j].rule = j % 2 ? "000000000000/us-east-1/default/r2" : "000000000000/us-east-1/default/r1";
+        e->jobs[j].target_id = j % 2 ? "t2" : "t1";
+    }
+    e->ev = (eb_store_event){.id = e->id,
+                             .account = "000000000000",
+                             .region = "us-east-1",
+                             .bus = "default",
+                             .time_ms = eb_now_ms(),
+                             .body = e->body,
+                             .len = n,
+                             .first_job = 0,
+                             .njobs = njobs};
+}
+
+typedef struct {
+    atomic_uint ok, failed, calls;
+} done_count;
+
+static void count_done(void *ctx, int status)
+{
+    done_count *c = ctx;
+    atomic_fetch_add(&c->calls, 1);
+    if (status == EB_STORE_OK)
+        atomic_fetch_add(&c->ok, 1);
+    else
+        atomic_fetch_add(&c->failed, 1);
+}
+
+static void wait_calls(done_count *c, unsigned want)
+{
+    for (int i = 0; i < 20000 && atomic_load(&c->calls) < want; i++)
+        usleep(1000);
+}
+
+/* ---- documents --------------------------------------------------------------------- */
+
+static void test_docs(void)
+{
+    char dir[300];
+    subdir(dir, sizeof dir, "docs");
+    eb_store *s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    CHECK(eb_store_doc_put(s, "rule", "b", "{\"v\":1}", 7) == EB_STORE_OK);
+    CHECK(eb_store_doc_put(s, "rule", "a", "{\"v\":2}", 7) == EB_STORE_OK);
+    CHECK(eb_store_doc_put(s, "rule", "c/x", "{\"v\":3}", 7) == EB_STORE_OK);
+    CHECK(eb_store_doc_put(s, "bus", "a", "{\"bus\":true}", 12) == EB_STORE_OK);
+    CHECK(eb_store_doc_put(s, "rule", "b", "{\"v\":\"replaced\"}", 16) == EB_STORE_OK); /* replace */
+    /* len is honoured: only the first 7 bytes are stored */
+    CHECK(eb_store_doc_put(s, "rule", "d", "{\"v\":4}trailing", 7) == EB_STORE_OK);
+
+    doc_list l = {0};
+    CHECK(eb_store_doc_scan(s, "rule", collect_doc, &l) == EB_STORE_OK);
+    CHECK(l.n == 4);
+    CHECK_STR(l.keys[0], "a");
+    CHECK_STR(l.docs[0], "{\"v\":2}");
+    CHECK_STR(l.keys[1], "b");
+    CHECK_STR(l.docs[1], "{\"v\":\"replaced\"}");
+    CHECK_STR(l.keys[2], "c/x");
+    CHECK_STR(l.keys[3], "d");
+    CHECK_STR(l.docs[3], "{\"v\":4}");
+
+    CHECK(eb_store_doc_delete(s, "rule", "b") == EB_STORE_OK);
+    CHECK(eb_store_doc_delete(s, "rule", "missing") == EB_STORE_OK); /* not an error */
+    CHECK(eb_store_doc_delete(s, "bus", "b") == EB_STORE_OK);
+    memset(&l, 0, sizeof l);
+    CHECK(eb_store_doc_scan(s, "rule", collect_doc, &l) == EB_STORE_OK);
+    CHECK(l.n == 3);
+    CHECK_STR(l.keys[0], "a");
+    CHECK_STR(l.keys[1], "c/x");
+
+    /* the callback can stop the scan */
+    memset(&l, 0, sizeof l);
+    l.stop_after = 1;
+    CHECK(eb_store_doc_scan(s, "rule", collect_doc, &l) == EB_STORE_OK);
+    CHECK(l.n == 1);
+
+    memset(&l, 0, sizeof l);
+    CHECK(eb_store_doc_scan(s, "bus", collect_doc, &l) == EB_STORE_OK);
+    CHECK(l.n == 1);
+    CHECK_STR(l.docs[0], "{\"bus\":true}");
+    memset(&l, 0, sizeof l);
+    CHECK(eb_store_doc_scan(s, "nothing", collect_doc, &l) == EB_STORE_OK);
+    CHECK(l.n == 0);
+    eb_store_close(s);
+
+    /* durable: reopen and find them */
+    s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    memset(&l, 0, sizeof l);
+    CHECK(eb_store_doc_scan(s, "rule", collect_doc, &l) == EB_STORE_OK);
+    CHECK(l.n == 3);
+    CHECK_STR(l.keys[2], "d");
+    eb_store_close(s);
+    rm_store_dir(dir);
+}
+
+/* ---- append + event_scan ------------------------------------------------------------- */
+
+static void test_append_scan(void)
+{
+    char dir[300];
+    subdir(dir, sizeof dir, "append");
+    eb_store *s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    /* One append of three events: e0 with 2 jobs, e1 with none (retention 0:
+     * acknowledged, not kept), e2 with 1 job. */
+    one_event a, b, c;
+    make_event(&a, 0, 300, 2);
+    make_event(&b, 1, 100, 0);
+    make_event(&c, 2, 1000, 1);
+    eb_store_event evs[3] = {a.ev, b.ev, c.ev};
+    eb_store_job jobs[3] = {a.jobs[0], a.jobs[1], c.jobs[0]};
+    evs[0].first_job = 0;
+    evs[2].first_job = 2;
+    CHECK(eb_store_append_wait(s, evs, 3, jobs, 3) == EB_STORE_OK);
+    /* nothing at all to store: still acknowledged */
+    CHECK(eb_store_append_wait(s, &b.ev, 1, NULL, 0) == EB_STORE_OK);
+    CHECK(eb_store_append_wait(s, NULL, 0, NULL, 0) == EB_STORE_OK);
+
+    unsigned char seen[8] = {0};
+    ev_list l = {.seen = seen, .seen_n = 8};
+    CHECK(eb_store_event_scan(s, collect_event, &l) == EB_STORE_OK);
+    CHECK(l.n == 2);
+    CHECK(seen[0] && !seen[1] && seen[2]);
+    CHECK(l.pending == 3);
+    CHECK(l.bad == 0 && l.dup == 0);
+    CHECK_STR(l.last_id, "e2");
+
+    eb_store_stats st;
+    CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK);
+    CHECK(st.events == 2);
+    CHECK(st.jobs_pending == 3);
+    CHECK(st.appends == 3);
+    CHECK(st.commits == 1); /* the appends with nothing to store need no transaction */
+
+    /* invalid job ranges are refused; done is not called */
+    eb_log_set_level(EB_LOG_OFF); /* the expected error lines */
+    done_count dc = {0};
+    eb_store_event bad = a.ev;
+    bad.first_job = 2;
+    bad.njobs = 2;
+    CHECK(eb_store_append(s, &bad, 1, jobs, 3, count_done, &dc) != EB_STORE_OK);
+    bad.first_job = 4;
+    bad.njobs = 0;
+    CHECK(eb_store_append(s, &bad, 1, jobs, 3, count_done, &dc) != EB_STORE_OK);
+    CHECK(atomic_load(&dc.calls) == 0);
+    eb_log_set_level(EB_LOG_WARN);
+
+    /* NULL done: fire and forget */
+    one_event d;
+    make_event(&d, 3, 50, 1);
+    CHECK(eb_store_append(s, &d.ev, 1, d.jobs, 1, NULL, NULL) == EB_STORE_OK);
+    eb_store_close(s);
+
+    s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    memset(seen, 0, sizeof seen);
+    memset(&l, 0, sizeof l);
+    l.seen = seen;
+    l.seen_n = 8;
+    CHECK(eb_store_event_scan(s, collect_event, &l) == EB_STORE_OK);
+    CHECK(l.n == 3 && seen[3]);
+    CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK);
+    CHECK(st.events == 3 && st.jobs_pending == 4 && st.commits == 0 && st.appends == 0);
+    eb_store_close(s);
+    rm_store_dir(dir);
+}
+
+/* ---- concurrency: group commit --------------------------------------------------------- */
+
+#define NTHREADS 8
+#define PER_THREAD 2000
+
+typedef struct {
+    eb_store *s;
+    int t;
+    int async; /* odd threads: append + callback, even: append_wait */
+    int errors;
+    done_count dc;
+} worker;
+
+static void *append_worker(void *arg)
+{
+    worker *w = arg;
+    one_event e;
+    for (int i = 0; i < PER_THREAD; i++) {
+        unsigned long idx = (unsigned long)w->t * PER_THREAD + (unsigned long)i;
+        make_event(&e, idx, 200 + (size_t)(idx % 800), 1 + (uint32_t)(idx % 3));
+        int rc = w->async ? eb_store_append(w->s, &e.ev, 1, e.jobs, e.ev.njobs, count_done, &w->dc)
+                          : eb_store_append_wait(w->s, &e.ev, 1, e.jobs, e.ev.njobs);
+        if (rc != EB_STORE_OK)
+            w->errors++;
+    }
+    if (w->async)
+        wait_calls(&w->dc, PER_THREAD);
+    return NULL;
+}
+
+static void test_concurrent(void)
+{
+    char dir[300];
+    subdir(dir, sizeof dir, "concurrent");
+    eb_store *s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    worker w[NTHREADS];
+    pthread_t th[NTHREADS];
+    for (int t = 0; t < NTHREADS; t++) {
+        w[t] = (worker){.s = s, .t = t, .async = t % 2};
+        pthread_create(&th[t], NULL, append_worker, &w[t]);
+    }
+    /* documents are written while the committer runs */
+    char key[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "k%02d", i);
+        CHECK(eb_store_doc_put(s, "rule", key, "{}", 2) == EB_STORE_OK);
+    }
+    for (int t = 0; t < NTHREADS; t++) {
+        pthread_join(th[t], NULL);
+        CHECK(w[t].errors == 0);
+        if (w[t].async) {
+            CHECK(atomic_load(&w[t].dc.ok) == PER_THREAD);
+            CHECK(atomic_load(&w[t].dc.failed) == 0);
+        }
+    }
+    eb_store_stats st;
+    CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK);
+    printf("concurrent: %d threads x %d appends: %llu commits for %llu appends\n", NTHREADS, PER_THREAD,
+           (unsigned long long)st.commits, (unsigned long long)st.appends);
+    CHECK(st.appends == NTHREADS * PER_THREAD);
+    CHECK(st.events == NTHREADS * PER_THREAD);
+    CHECK(st.commits > 0 && st.commits < st.appends); /* group commit happened */
+
+    size_t total = NTHREADS * PER_THREAD;
+    unsigned char *seen = calloc(total, 1);
+    ev_list l = {.seen = seen, .seen_n = total};
+    CHECK(eb_store_event_scan(s, collect_event, &l) == EB_STORE_OK);
+    CHECK(l.n == total);
+    CHECK(l.bad == 0 && l.dup == 0);
+    size_t missing = 0;
+    for (size_t i = 0; i < total; i++)
+        missing += !seen[i];
+    CHECK(missing == 0);
+    eb_store_close(s);
+
+    /* reopen the same directory: everything is there */
+    s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (s) {
+        memset(seen, 0, total);
+        memset(&l, 0, sizeof l);
+        l.seen = seen;
+        l.seen_n = total;
+        CHECK(eb_store_event_scan(s, collect_event, &l) == EB_STORE_OK);
+        CHECK(l.n == total && l.bad == 0 && l.dup == 0);
+        CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK);
+        CHECK(st.events == total);
+        doc_list dl = {0};
+        CHECK(eb_store_doc_scan(s, "rule", collect_doc, &dl) == EB_STORE_OK);
+        CHECK(dl.n == 20);
+        eb_store_close(s);
+    }
+    free(seen);
+    rm_store_dir(dir);
+}
+
+/* ---- permissions ----------------------------------------------------------------------- */
+
+static void test_permissions(void)
+{
+    char parent[300], dir[400], p[512];
+    subdir(parent, sizeof parent, "perm");
+    snprintf(dir, sizeof dir, "%s/data", parent);
+    mode_t old = umask(0); /* permissions must not depend on the umask */
+    eb_store *s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (s) {
+        one_event e;
+        make_event(&e, 0, 100, 1);
+        CHECK(eb_store_append_wait(s, &e.ev, 1, e.jobs, 1) == EB_STORE_OK);
+        CHECK(eb_store_doc_put(s, "bus", "x", "{}", 2) == EB_STORE_OK);
+        struct stat st;
+        CHECK(stat(parent, &st) == 0 && (st.st_mode & 07777) == 0700);
+        CHECK(stat(dir, &st) == 0 && (st.st_mode & 07777) == 0700);
+        static const char *const files[] = {"ebridge.db", "ebridge.db-wal", "ebridge.db-shm"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+            int r = stat(p, &st);
+            CHECK(r == 0);
+            if (r == 0 && (st.st_mode & 07777) != 0600) {
+                fprintf(stderr, "%s: mode %o\n", p, (unsigned)(st.st_mode & 07777));
+                CHECK(0);
+            }
+        }
+        eb_store_close(s);
+    }
+    umask(old);
+    rm_store_dir(dir);
+    rmdir(parent);
+}
+
+/* ---- retention --------------------------------------------------------------------------- */
+
+static void test_retention(void)
+{
+    char dir[300];
+    subdir(dir, sizeof dir, "retention");
+    eb_store *s = open_dir(dir, EB_SYNC_OFF, 2);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    /* with retention, events without jobs are kept ... */
+    one_event old1, old2, fresh, withjob;
+    make_event(&old1, 0, 100, 0);
+    make_event(&old2, 1, 100, 0);
+    make_event(&fresh, 2, 100, 0);
+    make_event(&withjob, 3, 100, 1);
+    old1.ev.time_ms -= 60000;
+    old2.ev.time_ms -= 60000;
+    withjob.ev.time_ms -= 60000;
+    eb_store_event evs[4] = {old1.ev, old2.ev, fresh.ev, withjob.ev};
+    CHECK(eb_store_append_wait(s, evs, 4, withjob.jobs, 1) == EB_STORE_OK);
+    eb_store_stats st;
+    CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK);
+    CHECK(st.events == 4);
+    /* ... until they are older than the retention (compaction runs about once
+     * a second): the old finished ones go, the fresh one and the one with a
+     * pending job stay. */
+    for (int i = 0; i < 50 && st.events != 2; i++) {
+        usleep(100000);
+        eb_store_stats_get(s, &st);
+    }
+    CHECK(st.events == 2);
+    unsigned char seen[8] = {0};
+    ev_list l = {.seen = seen, .seen_n = 8};
+    CHECK(eb_store_event_scan(s, collect_event, &l) == EB_STORE_OK);
+    CHECK(l.n == 2 && seen[2] && seen[3] && !seen[0] && !seen[1]);
+    eb_store_close(s);
+    rm_store_dir(dir);
+}
+
+/* ---- close with appends in flight ------------------------------------------------------- */
+
+typedef struct {
+    eb_store *s;
+    atomic_int entered, release;
+    int extra_ok, closed_seen;
+    done_count extra;
+    int gate_status;
+} gate;
+
+/* The first done callback holds the committer until close has begun: it
+ * appends (from the committer thread) until append answers ERR_CLOSED. */
+static void gate_done(void *ctx, int status)
+{
+    gate *g = ctx;
+    g->gate_status = status;
+    atomic_store(&g->entered, 1);
+    while (!atomic_load(&g->release))
+        usleep(1000);
+    one_event e;
+    for (int i = 0; i < 10000; i++) {
+        make_event(&e, 900000 + (unsigned long)i, 100, 1);
+        int rc = eb_store_append(g->s, &e.ev, 1, e.jobs, 1, count_done, &g->extra);
+        if (rc == EB_STORE_ERR_CLOSED) {
+            g->closed_seen = 1;
+            break;
+        }
+        if (rc == EB_STORE_OK)
+            g->extra_ok++;
+        usleep(1000);
+    }
+}
+
+static void *closer(void *arg)
+{
+    eb_store_close(arg);
+    return NULL;
+}
+
+static void test_close_in_flight(void)
+{
+    char dir[300];
+    subdir(dir, sizeof dir, "close");
+    eb_store *s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    gate *g = calloc(1, sizeof *g);
+    g->s = s;
+    one_event e;
+    make_event(&e, 0, 100, 1);
+    CHECK(eb_store_append(s, &e.ev, 1, e.jobs, 1, gate_done, g) == EB_STORE_OK);
+    while (!atomic_load(&g->entered))
+        usleep(1000);
+    /* the committer is held: these queue up */
+    enum { N = 1000 };
+    done_count dc = {0};
+    for (int i = 1; i <= N; i++) {
+        make_event(&e, (unsigned long)i, 300, 1);
+        CHECK(eb_store_append(s, &e.ev, 1, e.jobs, 1, count_done, &dc) == EB_STORE_OK);
+    }
+    atomic_store(&g->release, 1);
+    pthread_t th;
+    pthread_create(&th, NULL, closer, s);
+    pthread_join(th, NULL); /* close returned: every done callback has run */
+    CHECK(g->gate_status == EB_STORE_OK);
+    CHECK(g->closed_seen);
+    CHECK(atomic_load(&dc.ok) == N && atomic_load(&dc.calls) == N);
+    CHECK(atomic_load(&g->extra.ok) == (unsigned)g->extra_ok && atomic_load(&g->extra.failed) == 0);
+
+    s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (s) {
+        ev_list l = {0};
+        CHECK(eb_store_event_scan(s, collect_event, &l) == EB_STORE_OK);
+        CHECK(l.n == (size_t)(1 + N + g->extra_ok));
+        eb_store_close(s);
+    }
+    free(g);
+    rm_store_dir(dir);
+}
+
+/* ---- failures ------------------------------------------------------------------------------ */
+
+static void test_open_failure(void)
+{
+    char file[300], dir[400], gdir[300], gfile[400];
+    subdir(file, sizeof file, "plainfile");
+    FILE *f = fopen(file, "w");
+    CHECK(f != NULL);
+    if (f)
+        fclose(f);
+    char err[256] = "";
+    eb_store_options o = {0};
+    eb_log_set_level(EB_LOG_OFF);
+    /* the data dir is a regular file / below a regular file */
+    CHECK(eb_store_open_sqlite(file, &o, err, sizeof err) == NULL);
+    CHECK(err[0] != 0);
+    snprintf(dir, sizeof dir, "%s/sub", file);
+    err[0] = 0;
+    CHECK(eb_store_open_sqlite(dir, NULL, err, sizeof err) == NULL);
+    CHECK(err[0] != 0);
+    eb_log_set_level(EB_LOG_WARN);
+    unlink(file);
+    /* not a database */
+    subdir(gdir, sizeof gdir, "garbage");
+    mkdir(gdir, 0700);
+    snprintf(gfile, sizeof gfile, "%s/ebridge.db", gdir);
+    f = fopen(gfile, "w");
+    if (f) {
+        for (int i = 0; i < 1000; i++)
+            fputs("this is not an SQLite database. ", f);
+        fclose(f);
+    }
+    err[0] = 0;
+    eb_log_set_level(EB_LOG_OFF);
+    CHECK(eb_store_open_sqlite(gdir, NULL, err, sizeof err) == NULL);
+    eb_log_set_level(EB_LOG_WARN);
+    CHECK(err[0] != 0);
+    rm_store_dir(gdir);
+}
+
+static void test_commit_failure(void)
+{
+    char dir[300];
+    subdir(dir, sizeof dir, "fail");
+    eb_store *s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    one_event e;
+    make_event(&e, 0, 100, 1);
+    CHECK(eb_store_append_wait(s, &e.ev, 1, e.jobs, 1) == EB_STORE_OK);
+
+    /* Writes past 64 KiB now fail with EFBIG, like a full disk. One append of
+     * many 1.9 KB events needs more than that in the WAL. */
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = 64 * 1024;
+    void (*oldsig)(int) = signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    enum { N = 200 };
+    one_event *big = calloc(N, sizeof *big);
+    eb_store_event evs[N];
+    for (int i = 0; i < N; i++) {
+        make_event(&big[i], 100 + (unsigned long)i, 1900, 1);
+        evs[i] = big[i].ev;
+    }
+    /* each event's job is jobs[i] */
+    eb_store_job jobs[N];
+    for (int i = 0; i < N; i++) {
+        jobs[i] = big[i].jobs[0];
+        evs[i].first_job = (uint32_t)i;
+    }
+    eb_log_level lvl = eb_log_get_level();
+    eb_log_set_level(EB_LOG_OFF); /* the expected error lines */
+    int rc = eb_store_append_wait(s, evs, N, jobs, N);
+    /* a second append queued behind it fails or succeeds as a whole */
+    eb_log_set_level(lvl);
+    CHECK(rc == EB_STORE_ERR_IO);
+    CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    signal(SIGXFSZ, oldsig);
+
+    eb_store_stats st;
+    CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK);
+    CHECK(st.events == 1 && st.appends == 1);
+    ev_list l = {0};
+    CHECK(eb_store_event_scan(s, collect_event, &l) == EB_STORE_OK);
+    CHECK(l.n == 1); /* nothing of the failed batch */
+
+    /* the store recovers once writes work again */
+    CHECK(eb_store_append_wait(s, evs, N, jobs, N) == EB_STORE_OK);
+    CHECK(eb_store_doc_put(s, "bus", "after", "{}", 2) == EB_STORE_OK);
+    memset(&l, 0, sizeof l);
+    CHECK(eb_store_event_scan(s, collect_event, &l) == EB_STORE_OK);
+    CHECK(l.n == 1 + N);
+    eb_store_close(s);
+
+    s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (s) {
+        memset(&l, 0, sizeof l);
+        CHECK(eb_store_event_scan(s, collect_event, &l) == EB_STORE_OK);
+        CHECK(l.n == 1 + N);
+        eb_store_close(s);
+    }
+    free(big);
+    rm_store_dir(dir);
+}
+
+/* ---- kill -9: every acknowledged event is on disk -------------------------------------- *
+ * A child process (this binary again, told by the environment) appends from
+ * four threads and reports each acknowledged event id on a pipe; the parent
+ * kills it with SIGKILL mid-stream, reopens the store and looks for every id
+ * it was told about. (A process crash: the page cache survives, so this checks
+ * that done comes after the commit, not power-loss durability.) */
+
+#define CRASH_THREADS 4
+#define CRASH_MAX_IDS (1u << 22)
+
+static atomic_ulong crash_next;
+static int crash_fd;
+static eb_store *crash_store;
+
+static void *crash_worker(void *arg)
+{
+    (void)arg;
+    one_event e;
+    for (;;) {
+        unsigned long idx = atomic_fetch_add(&crash_next, 1);
+        if (idx >= CRASH_MAX_IDS)
+            break;
+        make_event(&e, idx, 200 + idx % 900, 1);
+        if (eb_store_append_wait(crash_store, &e.ev, 1, e.jobs, 1) == EB_STORE_OK) {
+            uint32_t v = (uint32_t)idx;
+            if (write(crash_fd, &v, sizeof v) != (ssize_t)sizeof v)
+                _exit(3);
+        }
+    }
+    return NULL;
+}
+
+static int crash_child(const char *dir, int fd)
+{
+    crash_fd = fd;
+    eb_log_set_level(EB_LOG_WARN);
+    crash_store = open_dir(dir, EB_SYNC_FULL, 0);
+    if (!crash_store)
+        return 2;
+    pthread_t th[CRASH_THREADS];
+    for (int i = 0; i < CRASH_THREADS; i++)
+        pthread_create(&th[i], NULL, crash_worker, NULL);
+    for (int i = 0; i < CRASH_THREADS; i++)
+        pthread_join(th[i], NULL);
+    pause(); /* wait for the kill */
+    return 0;
+}
+
+static void test_kill9(void)
+{
+    char dir[300];
+    subdir(dir, sizeof dir, "kill9");
+    int p[2];
+    CHECK(pipe(p) == 0);
+    char env_dir[400], env_fd[64];
+    snprintf(env_dir, sizeof env_dir, "EB_TEST_STORE_CRASH_DIR=%s", dir);
+    snprintf(env_fd, sizeof env_fd, "EB_TEST_STORE_CRASH_FD=%d", p[1]);
+    char *envp[] = {env_dir, env_fd, NULL};
+    char *argv[] = {"test_store", NULL};
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        execve("/proc/self/exe", argv, envp);
+        _exit(127);
+    }
+    CHECK(pid > 0);
+    close(p[1]);
+    if (pid <= 0)
+        return;
+    unsigned char *acked = calloc(CRASH_MAX_IDS, 1);
+    size_t nacked = 0;
+    uint64_t first = 0;
+    uint32_t buf[1024];
+    int killed = 0;
+    for (;;) {
+        if (!killed && first && eb_mono_ns() - first > 700000000u) {
+            kill(pid, SIGKILL);
+            killed = 1;
+        }
+        ssize_t k = read(p[0], buf, sizeof buf); /* blocks; EOF once the child is gone */
+        if (k <= 0)
+            break;
+        if (!first)
+            first = eb_mono_ns();
+        for (size_t i = 0; i < (size_t)k / sizeof buf[0]; i++)
+            if (buf[i] < CRASH_MAX_IDS && !acked[buf[i]]) {
+                acked[buf[i]] = 1;
+                nacked++;
+            }
+    }
+    close(p[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(killed && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    CHECK(nacked > 0);
+
+    eb_store *s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (s) {
+        unsigned char *seen = calloc(CRASH_MAX_IDS, 1);
+        ev_list l = {.seen = seen, .seen_n = CRASH_MAX_IDS};
+        CHECK(eb_store_event_scan(s, collect_event, &l) == EB_STORE_OK);
+        size_t lost = 0;
+        for (size_t i = 0; i < CRASH_MAX_IDS; i++)
+            lost += acked[i] && !seen[i];
+        printf("kill -9: %zu events acknowledged, %zu on disk, %zu acknowledged but missing\n", nacked, l.n,
+               lost);
+        CHECK(lost == 0);
+        CHECK(l.n >= nacked && l.bad == 0 && l.dup == 0);
+        free(seen);
+        eb_store_close(s);
+    }
+    free(acked);
+    rm_store_dir(dir);
+}
+
+int main(void)
+{
+    const char *crash_dir = getenv("EB_TEST_STORE_CRASH_DIR"), *crash_fd_s = getenv("EB_TEST_STORE_CRASH_FD");
+    if (crash_dir && crash_fd_s)
+        return crash_child(crash_dir, atoi(crash_fd_s));
+    setup_root();
+    eb_log_set_level(EB_LOG_WARN);
+    RUN(test_docs);
+    RUN(test_append_scan);
+    RUN(test_concurrent);
+    RUN(test_permissions);
+    RUN(test_retention);
+    RUN(test_close_in_flight);
+    RUN(test_open_failure);
+    RUN(test_commit_failure);
+    RUN(test_kill9);
+    rmdir(root);
+    return TEST_REPORT();
+}
