@@ -63,17 +63,22 @@ static void answer_error(call *cl, unsigned status, const char *type, const char
 
 static void answer_error(call *cl, unsigned status, const char *type, const char *fmt, ...)
 {
-    char msg[1024];
+    /* messages can be long (AWS echoes whole request members): no fixed buffer */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    char *msg = NULL;
+    int k = vasprintf(&msg, fmt, ap);
     va_end(ap);
     eb_buf b = {0};
     eb_buf_puts(&b, "{\"__type\":");
     eb_buf_json_str(&b, type, strlen(type));
     eb_buf_puts(&b, ",\"message\":");
-    eb_buf_json_str(&b, msg, strlen(msg));
+    if (k >= 0)
+        eb_buf_json_str(&b, msg, (size_t)k);
+    else
+        eb_buf_puts(&b, "\"\"");
     eb_buf_putc(&b, '}');
+    free(msg);
     if (b.p)
         answer(cl, status, b.p, b.n, type);
     else

@@ -44,7 +44,7 @@ typedef struct {
 typedef struct {
     const char *type; /* static string, e.g. "ResourceNotFoundException" */
     unsigned http;    /* 400, 500, ... */
-    char message[1024];
+    char message[4096]; /* room for the longest names AWS allows (1,600 characters) */
 } eb_core_error;
 
 /* Open the model on a store (which it does not own): loads every bus and rule.
