@@ -1075,6 +1075,13 @@ static int is_predefined(const char *name, size_t n)
 static int check_target(const json_t *t, eb_core_error *e)
 {
     const char *id = sget(t, "Id");
+    const char *tarn = sget(t, "Arn");
+    arn_parts ap;
+    if (!tarn || parse_arn(tarn, &ap) || !ap.partition[0] || !ap.service[0] || !ap.resource[0]) {
+        fail(e, "ValidationException", "Parameter %s is not valid. Reason: Provided Arn is not in correct format.",
+             tarn ? tarn : "Arn");
+        return -1;
+    }
     const json_t *input = json_object_get(t, "Input");
     const json_t *path = json_object_get(t, "InputPath");
     const json_t *tr = json_object_get(t, "InputTransformer");

@@ -137,16 +137,18 @@ static void test_buses_rules_targets(void)
              "{\"Rule\":\"r1\",\"EventBusName\":\"orders\",\"Targets\":[{\"Id\":\"t1\",\"Arn\":\"arn:aws:sqs:us-east-1:123456789012:q\"},"
              "{\"Id\":\"t2\",\"Arn\":\"arn:aws:sqs:us-east-1:123456789012:q2\"}]}"));
     CHECK(err_is(c, &WHO, "PutTargets",
-                 "{\"Rule\":\"r1\",\"EventBusName\":\"orders\",\"Targets\":[{\"Id\":\"a\",\"Arn\":\"x\"},{\"Id\":\"b\",\"Arn\":\"x\"},"
-                 "{\"Id\":\"c\",\"Arn\":\"x\"},{\"Id\":\"d\",\"Arn\":\"x\"}]}",
+                 "{\"Rule\":\"r1\",\"EventBusName\":\"orders\",\"Targets\":[{\"Id\":\"a\",\"Arn\":\"arn:aws:sqs:us-east-1:123456789012:x\"},{\"Id\":\"b\",\"Arn\":\"arn:aws:sqs:us-east-1:123456789012:x\"},"
+                 "{\"Id\":\"c\",\"Arn\":\"arn:aws:sqs:us-east-1:123456789012:x\"},{\"Id\":\"d\",\"Arn\":\"arn:aws:sqs:us-east-1:123456789012:x\"}]}",
                  "LimitExceededException", "The requested resource exceeds the maximum number allowed."));
     CHECK(err_is(c, &WHO, "PutTargets",
-                 "{\"Rule\":\"r1\",\"EventBusName\":\"orders\",\"Targets\":[{\"Id\":\"a\",\"Arn\":\"x\",\"Input\":\"{}\",\"InputPath\":\"$.a\"}]}",
+                 "{\"Rule\":\"r1\",\"EventBusName\":\"orders\",\"Targets\":[{\"Id\":\"a\",\"Arn\":\"arn:aws:sqs:us-east-1:123456789012:x\",\"Input\":\"{}\",\"InputPath\":\"$.a\"}]}",
                  "ValidationException", "Only one of Input, InputPath, or InputTransformer must be provided for target a."));
     CHECK(err_is(c, &WHO, "PutTargets",
-                 "{\"Rule\":\"r1\",\"EventBusName\":\"orders\",\"Targets\":[{\"Id\":\"a\",\"Arn\":\"x\",\"InputTransformer\":"
+                 "{\"Rule\":\"r1\",\"EventBusName\":\"orders\",\"Targets\":[{\"Id\":\"a\",\"Arn\":\"arn:aws:sqs:us-east-1:123456789012:x\",\"InputTransformer\":"
                  "{\"InputPathsMap\":{\"x\":\"$.a\"},\"InputTemplate\":\"\\\"<x> <y> <aws.events.rule-name>\\\"\"}}]}",
                  "ValidationException", "InputTemplate for target a contains invalid placeholder y."));
+    CHECK(err_is(c, &WHO, "PutTargets", "{\"Rule\":\"r1\",\"EventBusName\":\"orders\",\"Targets\":[{\"Id\":\"a\",\"Arn\":\"not-an-arn\"}]}",
+                 "ValidationException", "Parameter not-an-arn is not valid. Reason: Provided Arn is not in correct format."));
     CHECK(err_is(c, &WHO, "DeleteRule", "{\"Name\":\"r1\",\"EventBusName\":\"orders\"}", "ValidationException",
                  "Rule can't be deleted since it has targets."));
     CHECK(err_is(c, &WHO, "DescribeRule", "{\"Name\":\"zz\"}", "ResourceNotFoundException",
