@@ -32,7 +32,10 @@
 #include "store/store.h"
 #include "util/util.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -80,11 +83,33 @@ static void teardown(void)
         nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* A crashing run exits without teardown: remove the directories of runs
+ * whose process is gone (named /tmp/eb-fuzz-request-<pid>-XXXXXX). */
+static void remove_stale_dirs(void)
+{
+    DIR *d = opendir("/tmp");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long pid;
+        char path[300];
+        if (sscanf(e->d_name, "eb-fuzz-request-%ld-", &pid) != 1 || pid <= 0)
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        snprintf(path, sizeof path, "/tmp/%s", e->d_name);
+        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    closedir(d);
+}
+
 static void setup(void)
 {
     if (api)
         return;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/eb-fuzz-request-XXXXXX");
+    remove_stale_dirs();
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/eb-fuzz-request-%ld-XXXXXX", (long)getpid());
     FUZZ_ASSERT(mkdtemp(tmpdir) != NULL);
     char dir[96], err[512];
     snprintf(dir, sizeof dir, "%s/data", tmpdir);
