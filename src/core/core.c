@@ -1809,6 +1809,10 @@ void eb_core_put_events(eb_core *c, const eb_caller *who, json_t *req, eb_core_d
             res = entry_error("InvalidArgument", "Parameter Detail is not valid. Reason: Detail is a required argument.");
         else if (!detail_ok(c, detail, json_string_length(json_object_get(en, "Detail"))))
             res = entry_error("MalformedDetail", "Detail is malformed.");
+        else if (json_is_number(json_object_get(en, "Time")) &&
+                 !(json_number_value(json_object_get(en, "Time")) >= 0 &&
+                   json_number_value(json_object_get(en, "Time")) < 253402300800.0))
+            res = entry_error("InvalidArgument", "Parameter Time is not valid. Reason: Time is out of range.");
         else if (c->cfg.strict_sources && !strncmp(source, "aws.", 4))
             res = entry_error("NotAuthorizedForSourceException", "Not authorized for the source.");
         if (res) {

@@ -75,6 +75,40 @@ int eb_buf_printf(eb_buf *b, const char *fmt, ...)
     return rc;
 }
 
+/* Length of the valid UTF-8 sequence at s[0..n) (shortest form, no
+ * surrogates, at most U+10FFFF), or 0 when it is not valid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    unsigned cp = c & (0x7Fu >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3Fu);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
 int eb_buf_json_str(eb_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -82,13 +116,27 @@ int eb_buf_json_str(eb_buf *b, const char *s, size_t len)
         return -1;
     b->p[b->n++] = '"';
     size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len;) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        if (c >= 0x80) {
+            size_t k = utf8_seq((const unsigned char *)s + i, len - i);
+            if (k) {
+                i += k;
+                continue;
+            }
+            /* not UTF-8: the output must stay valid JSON text */
+            if (eb_buf_append(b, s + run, i - run) || eb_buf_append(b, "\\ufffd", 6))
+                return -1;
+            run = ++i;
             continue;
+        }
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            i++;
+            continue;
+        }
         if (eb_buf_append(b, s + run, i - run))
             return -1;
-        run = i + 1;
+        run = ++i;
         char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
         size_t el = 2;
         switch (c) {

@@ -21,7 +21,8 @@ int eb_buf_append(eb_buf *b, const void *data, size_t len);
 int eb_buf_puts(eb_buf *b, const char *s);
 int eb_buf_putc(eb_buf *b, char c);
 int eb_buf_printf(eb_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Append s as a JSON string literal (quotes and escapes added). */
+/* Append s as a JSON string literal (quotes and escapes added; bytes that are
+ * not valid UTF-8 become U+FFFD, so the result is always valid JSON). */
 int eb_buf_json_str(eb_buf *b, const char *s, size_t len);
 void eb_buf_free(eb_buf *b);
 
