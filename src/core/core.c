@@ -1642,20 +1642,11 @@ json_t *eb_core_call(eb_core *c, const eb_caller *who, const char *op, json_t *r
 
 /* ---- PutEvents ----------------------------------------------------------------------------------------------- */
 /* Sum of entry sizes as reference §4.3.1 counts them. */
-static size_t entry_size(const json_t *en)
+static size_t entry_size(const eb_put_entry *en)
 {
-    size_t n = 0;
-    if (json_object_get(en, "Time") && !json_is_null(json_object_get(en, "Time")))
-        n += 14;
-    static const char *const members[] = {"Source", "DetailType", "Detail"};
-    for (size_t i = 0; i < 3; i++) {
-        const json_t *v = json_object_get(en, members[i]);
-        if (json_is_string(v))
-            n += json_string_length(v);
-    }
-    size_t i;
-    json_t *r;
-    json_array_foreach(json_object_get(en, "Resources"), i, r) if (json_is_string(r)) n += json_string_length(r);
+    size_t n = (en->has_time ? 14 : 0) + en->source.n + en->detail_type.n + en->detail.n;
+    for (size_t i = 0; i < en->nresources; i++)
+        n += en->resources[i].n;
     return n;
 }
 
@@ -1751,14 +1742,62 @@ static json_t *entry_error(const char *code, const char *msg)
     return json_pack("{s:s, s:s}", "ErrorCode", code, "ErrorMessage", msg);
 }
 
+static eb_str jstr(const json_t *o, const char *k)
+{
+    const json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? (eb_str){json_string_value(v), json_string_length(v)} : (eb_str){NULL, 0};
+}
+
 void eb_core_put_events(eb_core *c, const eb_caller *who, json_t *req, eb_core_done_fn done, void *ctx)
 {
-    eb_core_error e = {0};
     const json_t *entries = json_object_get(req, "Entries");
     size_t n = json_array_size(entries);
+    eb_put_entry en[16];
+    eb_str res[16 * 8];
+    eb_str *heap = NULL;
+    size_t nres = 0;
+    for (size_t i = 0; i < n; i++)
+        nres += json_array_size(json_object_get(json_array_get(entries, i), "Resources"));
+    eb_str *rs = res;
+    if (nres > sizeof res / sizeof *res)
+        rs = heap = malloc(nres * sizeof *heap);
+    if (n > 16 || !rs) {
+        eb_core_error e = {0};
+        free(heap);
+        fail(&e, "InternalException", "Out of memory.");
+        done(ctx, NULL, &e);
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *o = json_array_get(entries, i);
+        const json_t *t = json_object_get(o, "Time");
+        en[i] = (eb_put_entry){.source = jstr(o, "Source"),
+                               .detail_type = jstr(o, "DetailType"),
+                               .detail = jstr(o, "Detail"),
+                               .bus = jstr(o, "EventBusName"),
+                               .resources = rs + k,
+                               .has_time = json_is_number(t),
+                               .time = json_is_number(t) ? json_number_value(t) : 0};
+        size_t ri;
+        json_t *r;
+        json_array_foreach(json_object_get(o, "Resources"), ri, r) {
+            if (json_is_string(r))
+                rs[k + en[i].nresources++] = (eb_str){json_string_value(r), json_string_length(r)};
+        }
+        k += en[i].nresources;
+    }
+    eb_core_put_entries(c, who, en, n, done, ctx);
+    free(heap);
+}
+
+void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *entries, size_t n,
+                         eb_core_done_fn done, void *ctx)
+{
+    eb_core_error e = {0};
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
-        total += entry_size(json_array_get(entries, i));
+        total += entry_size(&entries[i]);
     if (total >= c->cfg.max_entries_bytes) {
         fail(&e, "ValidationException", "Total size of the entries in the request is over the limit.");
         done(ctx, NULL, &e);
@@ -1797,23 +1836,20 @@ void eb_core_put_events(eb_core *c, const eb_caller *who, json_t *req, eb_core_d
     pthread_rwlock_rdlock(&c->lock);
     region *r = region_find(c, who);
     for (size_t i = 0; i < n; i++) {
-        const json_t *en = json_array_get(entries, i);
-        const char *source = sget(en, "Source"), *dtype = sget(en, "DetailType"), *detail = sget(en, "Detail");
+        const eb_put_entry *en = &entries[i];
         json_t *res = NULL;
-        if (!source || !*source)
+        if (!en->source.s || !en->source.n)
             res = entry_error("InvalidArgument", "Parameter Source is not valid. Reason: Source is a required argument.");
-        else if (!dtype || !*dtype)
+        else if (!en->detail_type.s || !en->detail_type.n)
             res = entry_error("InvalidArgument",
                               "Parameter DetailType is not valid. Reason: DetailType is a required argument.");
-        else if (!detail)
+        else if (!en->detail.s)
             res = entry_error("InvalidArgument", "Parameter Detail is not valid. Reason: Detail is a required argument.");
-        else if (!detail_ok(c, detail, json_string_length(json_object_get(en, "Detail"))))
+        else if (!detail_ok(c, en->detail.s, en->detail.n))
             res = entry_error("MalformedDetail", "Detail is malformed.");
-        else if (json_is_number(json_object_get(en, "Time")) &&
-                 !(json_number_value(json_object_get(en, "Time")) >= 0 &&
-                   json_number_value(json_object_get(en, "Time")) < 253402300800.0))
+        else if (en->has_time && !(en->time >= 0 && en->time < 253402300800.0))
             res = entry_error("InvalidArgument", "Parameter Time is not valid. Reason: Time is out of range.");
-        else if (c->cfg.strict_sources && !strncmp(source, "aws.", 4))
+        else if (c->cfg.strict_sources && en->source.n >= 4 && !memcmp(en->source.s, "aws.", 4))
             res = entry_error("NotAuthorizedForSourceException", "Not authorized for the source.");
         if (res) {
             json_array_append_new(results, res);
@@ -1825,25 +1861,29 @@ void eb_core_put_events(eb_core *c, const eb_caller *who, json_t *req, eb_core_d
         /* the envelope */
         size_t off = bodies.n;
         char tbuf[21];
-        const json_t *tj = json_object_get(en, "Time");
-        int64_t secs = json_is_number(tj) ? (int64_t)json_number_value(tj) : now_ms / 1000;
+        int64_t secs = en->has_time ? (int64_t)en->time : now_ms / 1000;
         eb_time_rfc3339(secs, tbuf);
-        eb_buf_printf(&bodies, "{\"version\":\"0\",\"id\":\"%s\",\"detail-type\":", id);
-        eb_buf_json_str(&bodies, dtype, strlen(dtype));
+        eb_buf_reserve(&bodies, en->detail.n + en->source.n + en->detail_type.n + 256);
+        eb_buf_puts(&bodies, "{\"version\":\"0\",\"id\":\"");
+        eb_buf_append(&bodies, id, 36);
+        eb_buf_puts(&bodies, "\",\"detail-type\":");
+        eb_buf_json_str(&bodies, en->detail_type.s, en->detail_type.n);
         eb_buf_puts(&bodies, ",\"source\":");
-        eb_buf_json_str(&bodies, source, strlen(source));
-        eb_buf_printf(&bodies, ",\"account\":\"%s\",\"time\":\"%s\",\"region\":", who->account, tbuf);
+        eb_buf_json_str(&bodies, en->source.s, en->source.n);
+        eb_buf_puts(&bodies, ",\"account\":\"");
+        eb_buf_puts(&bodies, who->account);
+        eb_buf_puts(&bodies, "\",\"time\":\"");
+        eb_buf_append(&bodies, tbuf, 20);
+        eb_buf_puts(&bodies, "\",\"region\":");
         eb_buf_json_str(&bodies, who->region, strlen(who->region));
         eb_buf_puts(&bodies, ",\"resources\":[");
-        size_t k;
-        json_t *rs;
-        json_array_foreach(json_object_get(en, "Resources"), k, rs) {
+        for (size_t k = 0; k < en->nresources; k++) {
             if (k)
                 eb_buf_putc(&bodies, ',');
-            eb_buf_json_str(&bodies, json_string_value(rs), json_string_length(rs));
+            eb_buf_json_str(&bodies, en->resources[k].s, en->resources[k].n);
         }
         eb_buf_puts(&bodies, "],\"detail\":");
-        if (compact_detail(&bodies, detail, strlen(detail))) {
+        if (compact_detail(&bodies, en->detail.s, en->detail.n)) {
             bodies.n = off;
             json_array_append_new(results, entry_error("MalformedDetail", "Detail is malformed."));
             failed++;
@@ -1855,9 +1895,15 @@ void eb_core_put_events(eb_core *c, const eb_caller *who, json_t *req, eb_core_d
         }
         json_array_append_new(results, json_pack("{s:s}", "EventId", id));
         /* the bus: unknown buses accept the event and drop it, as AWS does */
-        char bname[2048];
+        char bname[2048], given[2048];
         bus *b = NULL;
-        if (!bus_name_of(who, sget(en, "EventBusName"), bname, sizeof bname))
+        const char *bn = NULL;
+        if (en->bus.s && en->bus.n < sizeof given) {
+            memcpy(given, en->bus.s, en->bus.n);
+            given[en->bus.n] = 0;
+            bn = given;
+        }
+        if ((bn || !en->bus.s) && !bus_name_of(who, bn, bname, sizeof bname))
             b = bus_find(r, bname);
         if (!b) {
             bodies.n = off;

@@ -65,6 +65,25 @@ json_t *eb_core_call(eb_core *c, const eb_caller *who, const char *op, json_t *r
 typedef void (*eb_core_done_fn)(void *ctx, json_t *resp, const eb_core_error *e);
 void eb_core_put_events(eb_core *c, const eb_caller *who, json_t *req, eb_core_done_fn done, void *ctx);
 
+/* PutEvents from already-decoded entries (the API's fast path): strings are
+ * UTF-8, not NUL-terminated necessarily; NULL = member absent. They need to
+ * stay valid only until the call returns. Otherwise as eb_core_put_events. */
+typedef struct {
+    const char *s;
+    size_t n;
+} eb_str;
+
+typedef struct {
+    eb_str source, detail_type, detail, bus; /* bus: name or ARN; absent = default */
+    const eb_str *resources;
+    size_t nresources;
+    int has_time;
+    double time; /* epoch seconds */
+} eb_put_entry;
+
+void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *entries, size_t n,
+                         eb_core_done_fn done, void *ctx);
+
 /* Is `op` an operation this server implements? */
 int eb_core_has_op(const char *op);
 
