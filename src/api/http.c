@@ -8,8 +8,8 @@
  * sees the raw request target before MHD cuts off the query and unescapes the
  * path) and referenced by MHD's per-request context pointer. Its life:
  *
- *   READING     headers, then body chunks (stored up to max_body, the rest
- *               discarded) on the MHD thread
+ *   READING     headers, then body chunks (stored up to max_body) on the MHD
+ *               thread
  *   IN_HANDLER  the handler runs on the MHD thread; an eb_http_respond made
  *               now (from this or another thread) only stores the answer
  *   SUSPENDED   the handler returned without answering: the connection is
@@ -17,6 +17,23 @@
  *               answer and resumes it
  *   RESUMING    answered, waiting for MHD to call the access handler again
  *   DONE        the answer is queued; MHD sends it
+ *
+ * A body over max_body is never read: the handler is called at once, with
+ * too_large set and an empty body ("early"). With a declared Content-Length
+ * that is the first access-handler call, where MHD still takes a response:
+ * queued there, MHD sends no 100 Continue, skips the body and closes the
+ * connection after the answer. A chunked body is only found too large in the
+ * middle, where MHD 0.9.75 refuses MHD_queue_response (it returns MHD_NO and
+ * would read the whole upload first). There the answer is written to the
+ * socket directly (with Connection: close, then a FIN), MHD is told nothing,
+ * and the rest of the upload is read and dropped for at most LINGER_MS (a
+ * client still sending when the socket closed would get a reset instead of the
+ * answer; curl stops sending once it sees the answer) before the connection is
+ * closed by returning MHD_NO. So an early request keeps a serialized copy of
+ * its answer (raw) besides the MHD response. If its handler does not answer
+ * before returning, the connection is suspended as usual; resumed in the middle
+ * of the body, the answer goes out with the next body data (or normally, at
+ * the end of the body).
  *
  * Ownership: a request has two references, the connection's (dropped in the
  * NOTIFY_COMPLETED callback, which MHD runs for every request once it is over,
@@ -29,11 +46,14 @@
  * and the connection cannot be completed in between (lock order: server mu ->
  * request mu -> MHD's internal mutex; MHD never calls us holding its own).
  *
- * Stop: stop accepting (quiesce + shutdown of the listen socket), wait for the
- * live requests to complete, up to drain_ms; then every still-unanswered
- * request is answered 503 for the application (a handler returning later gets
- * the same), given a short grace to go out, and MHD is stopped (MHD refuses to
- * stop with suspended connections, so none may be left). */
+ * Stop: stop accepting (quiesce + shutdown of the listen socket), wait, up to
+ * drain_ms, for the requests whose handler was called (in the handler,
+ * suspended, or their answer being sent) to complete; connections still
+ * reading headers or a body, or idle, are not waited for. Then every
+ * still-unanswered request is answered 503 for the application (a handler
+ * returning later, or called later, gets the same), given a short grace to go
+ * out, and MHD is stopped, which closes the remaining connections (MHD refuses
+ * to stop with suspended connections, so none may be left). */
 #define _GNU_SOURCE
 #include "api/http.h"
 
@@ -44,6 +64,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -61,6 +82,11 @@
 #define MAX_THREADS 256u
 /* After drain_ms, the time the 503 answers get to leave before MHD stops. */
 #define ABANDON_GRACE_MS 250u
+/* After an answer written in the middle of a body: how long the rest of the
+ * upload is still read (and dropped) before the connection is closed. */
+#define LINGER_MS 2000u
+/* Upper bound for writing such an answer (it fits the socket buffer). */
+#define RAW_SEND_MS 1000
 
 enum req_state { RS_READING, RS_IN_HANDLER, RS_SUSPENDED, RS_RESUMING, RS_DONE };
 
@@ -73,6 +99,7 @@ struct eb_http_request {
     int answered;               /* an answer was stored (resp may be NULL on OOM) */
     enum req_state state;
     struct MHD_Response *resp;  /* stored answer not yet handed to MHD */
+    eb_buf raw;                 /* the same, serialized (early requests only) */
     unsigned status;
     struct MHD_Connection *conn;
 
@@ -80,7 +107,9 @@ struct eb_http_request {
     eb_http_server *srv;
     eb_http_request *prev, *next; /* srv->head list, under srv->mu */
     int started;                  /* the access handler saw the headers */
-    int handled;                  /* the handler was called */
+    int handled;                  /* counted in srv->handled */
+    int raw_sent;                 /* the answer was written early; dropping the rest */
+    uint64_t linger_end_ns;
 
     /* ---- written on the MHD thread before the handler; read-only after ---- */
     char *target; /* raw request target, split in place into path and query */
@@ -92,6 +121,7 @@ struct eb_http_request {
     eb_buf body;
     size_t max_body;
     int too_large;
+    int early; /* the handler is called before the body is complete */
     char peer[72];
 };
 
@@ -103,10 +133,9 @@ struct eb_http_server {
     unsigned port;
 
     pthread_mutex_t mu; /* guards everything below */
-    pthread_cond_t cv;  /* signalled when live or handled drops */
-    eb_http_request *head;
-    size_t live;    /* requests created and not yet completed */
-    size_t handled; /* ... of which the handler was called */
+    pthread_cond_t cv;  /* signalled when handled drops */
+    eb_http_request *head; /* requests created and not yet completed */
+    size_t handled;        /* ... of which the handler was called (and not answered early) */
     int starting;
     char start_err[256];
 
@@ -127,6 +156,7 @@ static void req_free(eb_http_request *r)
     free(r->hdrs);
     free(r->hdr_mem);
     eb_buf_free(&r->body);
+    eb_buf_free(&r->raw);
     free(r);
 }
 
@@ -163,10 +193,65 @@ static struct MHD_Response *build_response(const char *content_type, const eb_ht
     return resp;
 }
 
-static struct MHD_Response *unavailable_response(void)
+static int header_ok(const char *s)
+{
+    return s && !strpbrk(s, "\r\n");
+}
+
+/* The answer as bytes on the wire, for writing it ourselves (early requests).
+ * Returns -1 when out of memory. */
+static int build_raw(eb_buf *out, const char *method, unsigned status, const char *content_type,
+                     const eb_http_header *extra, size_t nextra, const void *body, size_t len)
+{
+    if (!body)
+        len = 0;
+    const char *reason = MHD_get_reason_phrase_for(status);
+    char date[64];
+    struct tm tm;
+    time_t now = time(NULL);
+    if (!gmtime_r(&now, &tm) || !strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm))
+        date[0] = 0;
+    int rc = eb_buf_printf(out, "HTTP/1.1 %u %s\r\n", status, reason && *reason ? reason : "Unknown");
+    if (content_type && *content_type && header_ok(content_type))
+        rc |= eb_buf_printf(out, "Content-Type: %s\r\n", content_type);
+    for (size_t i = 0; i < nextra; i++)
+        if (header_ok(extra[i].name) && *extra[i].name && header_ok(extra[i].value) &&
+            strcasecmp(extra[i].name, "Connection") != 0 && strcasecmp(extra[i].name, "Content-Length") != 0)
+            rc |= eb_buf_printf(out, "%s: %s\r\n", extra[i].name, extra[i].value);
+    if (date[0])
+        rc |= eb_buf_printf(out, "Date: %s\r\n", date);
+    rc |= eb_buf_printf(out, "Content-Length: %zu\r\nConnection: close\r\n\r\n", len);
+    if (len && strcasecmp(method ? method : "", "HEAD") != 0)
+        rc |= eb_buf_append(out, body, len);
+    if (rc != 0) {
+        eb_buf_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+/* Store the server's 503 as the answer, with r->mu held. */
+static void answer_unavailable_locked(eb_http_request *r)
 {
     static const eb_http_header retry = {"Retry-After", "1"};
-    return build_response("application/x-amz-json-1.1", &retry, 1, unavailable_body, sizeof unavailable_body - 1);
+    r->resp = build_response("application/x-amz-json-1.1", &retry, 1, unavailable_body, sizeof unavailable_body - 1);
+    if (r->early)
+        build_raw(&r->raw, r->method, 503, "application/x-amz-json-1.1", &retry, 1, unavailable_body,
+                  sizeof unavailable_body - 1);
+    r->status = 503;
+    r->answered = 1;
+}
+
+/* The request no longer counts for eb_http_stop. MHD thread. */
+static void req_uncount(eb_http_server *s, eb_http_request *r)
+{
+    pthread_mutex_lock(&s->mu);
+    if (r->handled) {
+        r->handled = 0;
+        s->handled--;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* Hand the stored answer to MHD. Called on the MHD thread with r->mu held;
@@ -187,6 +272,53 @@ static enum MHD_Result queue_answer_unlock(eb_http_server *s, eb_http_request *r
     if (ok != MHD_YES)
         eb_log(EB_LOG_ERROR, "http: cannot queue response", "status=%u", status);
     return ok;
+}
+
+/* Write the stored answer to the socket ourselves, in the middle of the body
+ * (where MHD takes no response). Called on the MHD thread with r->mu held;
+ * unlocks. */
+static enum MHD_Result send_raw_unlock(eb_http_server *s, eb_http_request *r, struct MHD_Connection *conn)
+{
+    eb_buf raw = r->raw;
+    struct MHD_Response *resp = r->resp;
+    memset(&r->raw, 0, sizeof r->raw);
+    r->resp = NULL;
+    r->state = RS_DONE;
+    pthread_mutex_unlock(&r->mu);
+    if (resp)
+        MHD_destroy_response(resp);
+    r->raw_sent = 1;
+    r->linger_end_ns = eb_mono_ns() + (uint64_t)LINGER_MS * 1000000u;
+    req_uncount(s, r);
+
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!raw.p || !ci || ci->connect_fd == MHD_INVALID_SOCKET) {
+        eb_buf_free(&raw);
+        return MHD_NO;
+    }
+    int fd = ci->connect_fd;
+    uint64_t end = eb_mono_ns() + (uint64_t)RAW_SEND_MS * 1000000u;
+    size_t off = 0;
+    while (off < raw.n) {
+        ssize_t k = send(fd, raw.p + off, raw.n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0) {
+            off += (size_t)k;
+            continue;
+        }
+        uint64_t now = eb_mono_ns();
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || now >= end)
+            break;
+        struct pollfd p = {fd, POLLOUT, 0};
+        poll(&p, 1, (int)((end - now) / 1000000u) + 1);
+    }
+    int ok = off == raw.n;
+    eb_buf_free(&raw);
+    if (!ok)
+        return MHD_NO;
+    shutdown(fd, SHUT_WR); /* the answer is complete; MHD writes nothing more here */
+    return MHD_YES;
 }
 
 /* ---- MHD callbacks ---------------------------------------------------------------- */
@@ -224,7 +356,6 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     if (s->head)
         s->head->prev = r;
     s->head = r;
-    s->live++;
     pthread_mutex_unlock(&s->mu);
     return r;
 }
@@ -248,9 +379,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->next)
         r->next->prev = r->prev;
     r->prev = r->next = NULL;
-    s->live--;
     if (r->handled)
         s->handled--;
+    r->handled = 0;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
 
@@ -361,8 +492,6 @@ static int req_begin(eb_http_request *r, struct MHD_Connection *conn, const char
 
 static void body_feed(eb_http_request *r, const char *data, size_t n)
 {
-    if (r->too_large)
-        return; /* discard */
     if (n > r->max_body - r->body.n) {
         r->too_large = 1;
         eb_buf_free(&r->body);
@@ -376,39 +505,12 @@ static void body_feed(eb_http_request *r, const char *data, size_t n)
     }
 }
 
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                                 const char *version, const char *upload_data, size_t *upload_data_size,
-                                 void **con_cls)
+/* Call the handler (MHD thread), then queue its answer, or write it ourselves
+ * in the middle of a body (midbody), or suspend the connection until it
+ * comes. */
+static enum MHD_Result run_handler(eb_http_server *s, eb_http_request *r, struct MHD_Connection *conn, int midbody)
 {
-    eb_http_server *s = cls;
-    eb_http_request *r = *con_cls;
-    (void)url;
-    (void)version;
-    if (!r)
-        return MHD_NO; /* out of memory in on_uri: close */
-
-    if (!r->started) {
-        r->started = 1;
-        if (req_begin(r, conn, method) != 0) {
-            eb_log(EB_LOG_ERROR, "http: out of memory reading request", NULL);
-            return MHD_NO;
-        }
-        return MHD_YES;
-    }
-    if (*upload_data_size) {
-        body_feed(r, upload_data, *upload_data_size);
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-
-    /* The request is complete (first time) or was resumed. */
     pthread_mutex_lock(&r->mu);
-    if (r->state == RS_RESUMING)
-        return queue_answer_unlock(s, r, conn);
-    if (r->state != RS_READING) {
-        pthread_mutex_unlock(&r->mu);
-        return MHD_NO; /* not expected from MHD */
-    }
     r->state = RS_IN_HANDLER;
     r->refs++;
     r->app_ref = 1;
@@ -431,11 +533,75 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         }
         /* The server is stopping and done waiting: answer for the application
          * (its eb_http_respond will return -1). */
-        r->resp = unavailable_response();
-        r->status = 503;
-        r->answered = 1;
+        answer_unavailable_locked(r);
     }
+    if (midbody)
+        return send_raw_unlock(s, r, conn);
     return queue_answer_unlock(s, r, conn);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                 const char *version, const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+    eb_http_server *s = cls;
+    eb_http_request *r = *con_cls;
+    (void)url;
+    (void)version;
+    if (!r) {
+        eb_log(EB_LOG_ERROR, "http: out of memory starting request", NULL);
+        return MHD_NO; /* close */
+    }
+
+    if (!r->started) {
+        r->started = 1;
+        if (req_begin(r, conn, method) != 0) {
+            eb_log(EB_LOG_ERROR, "http: out of memory reading request", NULL);
+            return MHD_NO;
+        }
+        if (!r->too_large)
+            return MHD_YES;
+        /* The declared length is over the limit: answer now. An answer queued
+         * in this first call makes MHD skip the body (no 100 Continue) and
+         * close the connection after it. */
+        r->early = 1;
+        return run_handler(s, r, conn, 0);
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->raw_sent) /* answered early: drop the rest for a while, then close */
+            return eb_mono_ns() < r->linger_end_ns ? MHD_YES : MHD_NO;
+        pthread_mutex_lock(&r->mu);
+        enum req_state st = r->state;
+        if (st == RS_RESUMING) /* an early answer that came later */
+            return send_raw_unlock(s, r, conn);
+        pthread_mutex_unlock(&r->mu);
+        if (st == RS_DONE)
+            return MHD_YES; /* answered in the first call: MHD drops the body */
+        if (st != RS_READING)
+            return MHD_NO; /* not expected from MHD */
+        body_feed(r, upload_data, n);
+        if (!r->too_large)
+            return MHD_YES;
+        /* Over the limit in the middle of a (chunked) body: answer now instead
+         * of reading the rest. */
+        r->early = 1;
+        return run_handler(s, r, conn, 1);
+    }
+
+    /* The request is complete (first time) or was resumed. */
+    if (r->raw_sent)
+        return MHD_NO; /* the answer went out early: close */
+    pthread_mutex_lock(&r->mu);
+    if (r->state == RS_RESUMING)
+        return queue_answer_unlock(s, r, conn);
+    if (r->state != RS_READING) {
+        pthread_mutex_unlock(&r->mu);
+        return MHD_NO; /* not expected from MHD */
+    }
+    pthread_mutex_unlock(&r->mu);
+    return run_handler(s, r, conn, 0);
 }
 
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -450,6 +616,10 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
             *p = *p == '"' ? '\'' : ' ';
     for (size_t k = strlen(msg); k && msg[k - 1] == ' '; k--)
         msg[k - 1] = 0;
+    /* Our MHD_NO answers: each such path logs for itself when it is a problem
+     * (closing after an early answer is not one). */
+    if (strstr(msg, "Application reported internal error"))
+        return;
     pthread_mutex_lock(&s->mu);
     int starting = s->starting;
     if (starting)
@@ -600,30 +770,31 @@ void eb_http_stop(eb_http_server *s, unsigned drain_ms)
     if (lfd != MHD_INVALID_SOCKET)
         shutdown(lfd, SHUT_RDWR);
 
+    /* Wait for the requests the application has (in the handler, suspended,
+     * or answered and being sent); connections still reading a request are
+     * closed by MHD_stop_daemon below. */
     struct timespec dl;
     deadline_after(&dl, drain_ms);
     pthread_mutex_lock(&s->mu);
-    while (s->live > 0)
+    while (s->handled > 0)
         if (pthread_cond_timedwait(&s->cv, &s->mu, &dl) == ETIMEDOUT)
             break;
-    if (s->live > 0) {
-        atomic_store(&s->abandon, 1);
-        for (eb_http_request *r = s->head; r; r = r->next) {
-            pthread_mutex_lock(&r->mu);
-            if (r->state == RS_SUSPENDED && !r->answered && !r->conn_gone) {
-                r->resp = unavailable_response();
-                r->status = 503;
-                r->answered = 1;
-                r->state = RS_RESUMING;
-                MHD_resume_connection(r->conn);
-            }
-            pthread_mutex_unlock(&r->mu);
+    /* From now on a handler that returns without answering (including one
+     * called from here on) gets the 503 at once instead of being suspended. */
+    atomic_store(&s->abandon, 1);
+    for (eb_http_request *r = s->head; r; r = r->next) {
+        pthread_mutex_lock(&r->mu);
+        if (r->state == RS_SUSPENDED && !r->answered && !r->conn_gone) {
+            answer_unavailable_locked(r);
+            r->state = RS_RESUMING;
+            MHD_resume_connection(r->conn);
         }
-        deadline_after(&dl, ABANDON_GRACE_MS);
-        while (s->handled > 0)
-            if (pthread_cond_timedwait(&s->cv, &s->mu, &dl) == ETIMEDOUT)
-                break;
+        pthread_mutex_unlock(&r->mu);
     }
+    deadline_after(&dl, ABANDON_GRACE_MS);
+    while (s->handled > 0)
+        if (pthread_cond_timedwait(&s->cv, &s->mu, &dl) == ETIMEDOUT)
+            break;
     pthread_mutex_unlock(&s->mu);
 
     MHD_stop_daemon(s->d);
@@ -712,6 +883,8 @@ int eb_http_respond(eb_http_request *r, unsigned status, const char *content_typ
     if (r->conn_gone || r->answered) {
         rc = -1; /* the client left, or the server answered 503 while stopping */
     } else {
+        if (r->early && build_raw(&r->raw, r->method, status, content_type, extra, nextra, body, len) != 0)
+            eb_log(EB_LOG_ERROR, "http: out of memory building an early answer", "len=%zu", len);
         r->resp = resp;
         resp = NULL;
         r->status = status;

@@ -1,7 +1,11 @@
 /* The HTTP front: libmicrohttpd with an internal thread pool and keep-alive.
  *
  * The server reads each request whole (up to max_body bytes), then calls the
- * handler once on a pool thread. The handler answers with eb_http_respond,
+ * handler once on a pool thread. A body over max_body is not read: as soon as
+ * it is known to be too large (from Content-Length, before any of it is read;
+ * for a chunked body, when the limit is passed) the handler is called with
+ * eb_http_body_too_large() = 1 and an empty body, its answer is sent at once
+ * and the connection is closed after it (no 100 Continue is sent). The handler answers with eb_http_respond,
  * either before it returns or later from any thread (for example the store's
  * committer after a group commit); until then the connection is suspended
  * and costs no thread. Exactly one eb_http_respond per request. */
@@ -37,8 +41,10 @@ int eb_http_start(const eb_http_config *cfg, eb_http_handler_fn fn, void *ctx, e
                   size_t errlen);
 /* The port actually bound. */
 unsigned eb_http_port(const eb_http_server *s);
-/* Stop accepting, let in-flight requests finish (suspended ones included,
- * waiting up to drain_ms), close all connections and free the server.
+/* Stop accepting, let in-flight requests finish (those whose handler was
+ * called: in the handler, suspended, or being answered; waiting up to
+ * drain_ms), close all connections (those still sending a request are not
+ * waited for) and free the server.
  * Requests still unanswered after drain_ms get a 503
  * ServiceUnavailableException JSON answer from the server; an eb_http_respond
  * for them (even after eb_http_stop returned) returns -1 and releases them. */

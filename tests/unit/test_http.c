@@ -235,6 +235,7 @@ typedef struct {
     eb_buf body, hdrs;
     long connects;
     double secs;
+    curl_off_t uploaded;
 } resp_t;
 
 static size_t wr_cb(char *p, size_t sz, size_t n, void *ud)
@@ -271,6 +272,7 @@ static void easy_finish(CURL *c, CURLcode rc, resp_t *out)
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
     curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &out->connects);
     curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &out->secs);
+    curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &out->uploaded);
 }
 
 static void get(unsigned port, const char *path, struct curl_slist *hdrs, resp_t *out)
@@ -368,6 +370,73 @@ static int send_all(int fd, const char *s)
 static double since_s(uint64_t t0)
 {
     return (double)(eb_mono_ns() - t0) / 1e9;
+}
+
+/* Read into out until the peer closes (returns 1; a reset counts) or timeout_ms
+ * pass (returns 0). */
+static int read_until_close(int fd, eb_buf *out, int timeout_ms)
+{
+    uint64_t end = eb_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (;;) {
+        uint64_t now = eb_mono_ns();
+        if (now >= end)
+            return 0;
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, (int)((end - now) / 1000000u) + 1) <= 0)
+            continue;
+        char buf[4096];
+        ssize_t k = recv(fd, buf, sizeof buf, 0);
+        if (k > 0) {
+            eb_buf_append(out, buf, (size_t)k);
+            continue;
+        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        return 1;
+    }
+}
+
+static int readable(int fd, int timeout_ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    return poll(&p, 1, timeout_ms) == 1;
+}
+
+/* Send up to `total` body bytes (raw, or as 64 KiB chunks), stopping when the
+ * server stops taking data and, unless blind, as soon as an answer is
+ * readable. Returns the body bytes sent. */
+static size_t send_body(int fd, size_t total, int chunked, int blind)
+{
+    static char block[65536];
+    memset(block, 'a', sizeof block);
+    size_t sent = 0;
+    while (sent < total) {
+        if (!blind && readable(fd, 0))
+            break;
+        size_t n = total - sent < sizeof block ? total - sent : sizeof block;
+        char head[32];
+        if (chunked) {
+            snprintf(head, sizeof head, "%zx\r\n", n);
+            if (send_all(fd, head) != 0)
+                break;
+        }
+        size_t off = 0;
+        while (off < n) {
+            struct pollfd p = {fd, POLLOUT | (blind ? 0 : POLLIN), 0};
+            if (poll(&p, 1, 2000) != 1 || (p.revents & (POLLIN | POLLERR | POLLHUP)))
+                return sent + off;
+            ssize_t k = send(fd, block + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            if (k <= 0)
+                return sent + off;
+            off += (size_t)k;
+        }
+        sent += n;
+        if (chunked && send_all(fd, "\r\n") != 0)
+            break;
+    }
+    return sent;
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
@@ -618,12 +687,14 @@ static void test_body_limits(void)
     long hwm0 = vm_hwm_kb();
     post_echo(port, 20u << 20, 0, &r);
     CHECK(r.status == 413 && r.body.p && strcmp(r.body.p, "len=0 too_large=1 ok=1") == 0);
+    CHECK(r.uploaded < (16 << 20)); /* answered before the body was read */
     resp_free(&r);
     post_echo(port, (1u << 20) + 1, 0, &r); /* one byte over */
     CHECK(r.status == 413 && r.body.p && strcmp(r.body.p, "len=0 too_large=1 ok=1") == 0);
     resp_free(&r);
     post_echo(port, 20u << 20, 1, &r); /* chunked: no length to judge up front */
     CHECK(r.status == 413 && r.body.p && strcmp(r.body.p, "len=0 too_large=1 ok=1") == 0);
+    CHECK(r.uploaded < (16 << 20)); /* answered once the limit was passed */
     resp_free(&r);
     long hwm1 = vm_hwm_kb();
     printf("  peak RSS growth over two 20 MB uploads: %ld kB\n", hwm1 - hwm0);
@@ -647,6 +718,120 @@ static void test_body_limits(void)
     post_echo(port, 17, 1, &r);
     CHECK(r.status == 413 && r.body.p && strcmp(r.body.p, "len=0 too_large=1 ok=1") == 0);
     resp_free(&r);
+    eb_http_stop(s, 1000);
+}
+
+/* A body over max_body is not read: with a declared Content-Length the
+ * handler answers before any of it is read (no 100 Continue), chunked bodies
+ * are answered as soon as the limit is passed; the connection is closed after
+ * the answer. The handler may also answer such a request later. */
+static void test_early_refusal(void)
+{
+    eb_http_server *s = start(2, 0, 0); /* 1 MiB */
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    unsigned port = eb_http_port(s);
+    const char *want_body = "\r\n\r\nlen=0 too_large=1 ok=1";
+
+    /* Expect: 100-continue and no body at all. */
+    int fd = raw_connect(port);
+    CHECK(fd >= 0);
+    uint64_t t0 = eb_mono_ns();
+    eb_buf in = {0};
+    CHECK(send_all(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 20971520\r\n"
+                       "Expect: 100-continue\r\n\r\n") == 0);
+    CHECK(read_until_close(fd, &in, 3000) == 1);
+    double took = since_s(t0);
+    CHECK(in.p && strncmp(in.p, "HTTP/1.1 413 ", 13) == 0);
+    CHECK(in.p && !strstr(in.p, "100 Continue"));
+    CHECK(in.p && strstr(in.p, want_body) && strcmp(strstr(in.p, want_body), want_body) == 0);
+    CHECK(took < 1.0);
+    if (!in.p || strncmp(in.p, "HTTP/1.1 413 ", 13) != 0)
+        fprintf(stderr, "got: %s\n", in.p ? in.p : "(nothing)");
+    eb_buf_free(&in);
+    close(fd);
+
+    /* No Expect: the client sends 1 MB of the declared 20 MB and finds the
+     * answer waiting. */
+    fd = raw_connect(port);
+    CHECK(fd >= 0);
+    t0 = eb_mono_ns();
+    CHECK(send_all(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 20971520\r\n\r\n") == 0);
+    size_t sent = send_body(fd, 1u << 20, 0, 1);
+    CHECK(read_until_close(fd, &in, 3000) == 1);
+    took = since_s(t0);
+    CHECK(in.p && strncmp(in.p, "HTTP/1.1 413 ", 13) == 0);
+    CHECK(in.p && strstr(in.p, want_body) != NULL);
+    CHECK(took < 1.0);
+    printf("  declared 20 MB: answered after %zu body bytes sent, %.3f s\n", sent, took);
+    eb_buf_free(&in);
+    close(fd);
+
+    /* Chunked: answered once the limit is passed, not after 20 MB. */
+    fd = raw_connect(port);
+    CHECK(fd >= 0);
+    t0 = eb_mono_ns();
+    CHECK(send_all(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n") == 0);
+    sent = send_body(fd, 20u << 20, 1, 0);
+    CHECK(read_until_close(fd, &in, 3000) == 1);
+    took = since_s(t0);
+    CHECK(sent >= 1u << 20 && sent < 16u << 20); /* socket buffers hold a few MB */
+    CHECK(in.p && strncmp(in.p, "HTTP/1.1 413 ", 13) == 0);
+    CHECK(in.p && strcasestr(in.p, "\r\nContent-Type: text/plain\r\n") != NULL);
+    CHECK(in.p && strcasestr(in.p, "\r\nConnection: close\r\n") != NULL);
+    CHECK(in.p && strstr(in.p, "\r\nContent-Length: 22\r\n") != NULL);
+    CHECK(in.p && strstr(in.p, want_body) && strcmp(strstr(in.p, want_body), want_body) == 0);
+    CHECK(took < 1.0);
+    printf("  chunked: answered after %zu body bytes sent, %.3f s\n", sent, took);
+    eb_buf_free(&in);
+    close(fd);
+
+    /* The handler answers later, from another thread: declared length ... */
+    fd = raw_connect(port);
+    CHECK(fd >= 0);
+    CHECK(send_all(fd, "POST /hold HTTP/1.1\r\nHost: x\r\nContent-Length: 20971520\r\n"
+                       "Expect: 100-continue\r\n\r\n") == 0);
+    CHECK(wait_held(1) == 1);
+    eb_http_request *r = take_held();
+    CHECK(r != NULL);
+    if (r) {
+        size_t blen = 1;
+        eb_http_body(r, &blen);
+        CHECK(eb_http_body_too_large(r) == 1 && blen == 0);
+        CHECK(eb_http_respond(r, 413, "text/plain", NULL, 0, "later", 5) == 0);
+    }
+    CHECK(read_until_close(fd, &in, 3000) == 1);
+    CHECK(in.p && strncmp(in.p, "HTTP/1.1 413 ", 13) == 0 && !strstr(in.p, "100 Continue"));
+    CHECK(in.p && strstr(in.p, "\r\n\r\nlater") != NULL);
+    eb_buf_free(&in);
+    close(fd);
+
+    /* ... and chunked (the answer leaves with the next body data). */
+    fd = raw_connect(port);
+    CHECK(fd >= 0);
+    CHECK(send_all(fd, "POST /hold HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n") == 0);
+    sent = send_body(fd, (1u << 20) + 65536, 1, 0);
+    CHECK(wait_held(1) == 1);
+    r = take_held();
+    CHECK(r != NULL);
+    if (r) {
+        CHECK(eb_http_body_too_large(r) == 1);
+        CHECK(eb_http_respond(r, 413, "text/plain", NULL, 0, "later", 5) == 0);
+    }
+    sent += send_body(fd, 4u << 20, 1, 0);
+    CHECK(read_until_close(fd, &in, 3000) == 1);
+    CHECK(sent < 16u << 20);
+    CHECK(in.p && strncmp(in.p, "HTTP/1.1 413 ", 13) == 0);
+    CHECK(in.p && strstr(in.p, "\r\n\r\nlater") != NULL);
+    eb_buf_free(&in);
+    close(fd);
+
+    /* The server still serves. */
+    resp_t a = {0};
+    get(port, "/sync", NULL, &a);
+    CHECK(a.status == 200);
+    resp_free(&a);
     eb_http_stop(s, 1000);
 }
 
@@ -817,6 +1002,51 @@ static void test_stop_drains(void)
     resp_free(&k);
 }
 
+/* Clients still sending their request (half the headers, half a body) do not
+ * hold up eb_http_stop; a suspended request is still answered first. */
+static void test_stop_ignores_stalled(void)
+{
+    for (int round = 0; round < 2; round++) {
+        eb_http_server *s = start(2, 0, 0);
+        CHECK(s != NULL);
+        if (!s)
+            return;
+        unsigned port = eb_http_port(s);
+        int hdr = raw_connect(port), body = raw_connect(port);
+        CHECK(hdr >= 0 && body >= 0);
+        CHECK(send_all(hdr, "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Tar") == 0);
+        CHECK(send_all(body, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789") == 0);
+        client_arg ca = {port, "/hold", {0}};
+        pthread_t ct, rt;
+        if (round == 1) {
+            pthread_create(&ct, NULL, client_thread, &ca);
+            CHECK(wait_held(1) == 1);
+            pthread_create(&rt, NULL, late_responder, NULL);
+        } else {
+            usleep(100000); /* the stalled requests have reached the server */
+        }
+        uint64_t t0 = eb_mono_ns();
+        eb_http_stop(s, 10000);
+        double took = since_s(t0);
+        if (round == 1) {
+            pthread_join(rt, NULL);
+            pthread_join(ct, NULL);
+            CHECK(ca.r.status == 200 && ca.r.body.p && strcmp(ca.r.body.p, "drained") == 0);
+            CHECK(took > 0.25 && took < 1.5);
+            resp_free(&ca.r);
+        } else {
+            CHECK(took < 0.5);
+        }
+        printf("  stop with stalled clients%s: %.3f s\n", round ? " and a suspended request" : "", took);
+        eb_buf in = {0};
+        CHECK(read_until_close(hdr, &in, 2000) == 1 && in.n == 0);
+        CHECK(read_until_close(body, &in, 2000) == 1 && in.n == 0);
+        eb_buf_free(&in);
+        close(hdr);
+        close(body);
+    }
+}
+
 static void test_ipv6(void)
 {
     eb_http_config cfg = {"::1", 0, 1, 0, 0, 0};
@@ -850,9 +1080,11 @@ int main(void)
     RUN(test_async_parallel);
     RUN(test_respond_race);
     RUN(test_body_limits);
+    RUN(test_early_refusal);
     RUN(test_stalled_client);
     RUN(test_disconnect_while_suspended);
     RUN(test_stop_drains);
+    RUN(test_stop_ignores_stalled);
     RUN(test_ipv6);
 
     pthread_mutex_lock(&T.mu);
