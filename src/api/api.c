@@ -155,12 +155,11 @@ typedef struct {
     call cl;
 } pe_ctx;
 
-static void put_events_done(void *ctx, json_t *resp, const eb_core_error *e)
+static void put_events_done(void *ctx, const char *resp, size_t len, const eb_core_error *e)
 {
     call *cl = ctx;
     if (resp) {
-        answer_json(cl, resp);
-        json_decref(resp);
+        answer(cl, 200, resp, len, NULL);
     } else {
         answer_core_error(cl, e);
     }

@@ -1711,6 +1711,7 @@ typedef struct {
     eb_core_done_fn done;
     void *ctx;
     json_t *resp;
+    char *text; /* resp as JSON, built before the commit */
     size_t stored[16];
     size_t nstored;
 } pe_wait;
@@ -1727,8 +1728,20 @@ static void pe_finish(pe_wait *w, int status)
         json_object_set_new(w->resp, "FailedEntryCount", json_integer(failed + (json_int_t)w->nstored));
         eb_log(EB_LOG_ERROR, "PutEvents: store commit failed; entries answered InternalFailure", "entries=%zu",
                w->nstored);
+        free(w->text);
+        w->text = NULL;
     }
-    w->done(w->ctx, w->resp, NULL);
+    if (!w->text)
+        w->text = json_dumps(w->resp, JSON_COMPACT);
+    if (w->text) {
+        w->done(w->ctx, w->text, strlen(w->text), NULL);
+    } else {
+        eb_core_error e = {0};
+        fail(&e, "InternalException", "Out of memory.");
+        w->done(w->ctx, NULL, 0, &e);
+    }
+    json_decref(w->resp);
+    free(w->text);
     free(w);
 }
 
@@ -1765,7 +1778,7 @@ void eb_core_put_events(eb_core *c, const eb_caller *who, json_t *req, eb_core_d
         eb_core_error e = {0};
         free(heap);
         fail(&e, "InternalException", "Out of memory.");
-        done(ctx, NULL, &e);
+        done(ctx, NULL, 0, &e);
         return;
     }
     size_t k = 0;
@@ -1800,7 +1813,7 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
         total += entry_size(&entries[i]);
     if (total >= c->cfg.max_entries_bytes) {
         fail(&e, "ValidationException", "Total size of the entries in the request is over the limit.");
-        done(ctx, NULL, &e);
+        done(ctx, NULL, 0, &e);
         return;
     }
     pe_wait *w = calloc(1, sizeof *w);
@@ -1810,7 +1823,7 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
         free(w);
         json_decref(resp);
         fail(&e, "InternalException", "Out of memory.");
-        done(ctx, NULL, &e);
+        done(ctx, NULL, 0, &e);
         return;
     }
     w->done = done;
@@ -1974,7 +1987,7 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
         json_decref(resp);
         free(w);
         fail(&e, "InternalException", "Out of memory.");
-        done(ctx, NULL, &e);
+        done(ctx, NULL, 0, &e);
         return;
     }
     if (!nev) {
@@ -1998,6 +2011,7 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
                                   .first_job = ev[i].first_job,
                                   .njobs = ev[i].njobs};
     }
+    w->text = json_dumps(resp, JSON_COMPACT); /* here, not on the committer thread */
     int rc = EB_STORE_ERR_NOMEM;
     if (!njobs || sjobs) {
         for (size_t j = 0; j < njobs; j++)

@@ -60,9 +60,10 @@ json_t *eb_core_call(eb_core *c, const eb_caller *who, const char *op, json_t *r
 /* PutEvents: validates, matches and queues the accepted events for the next
  * group commit. `done` is called exactly once — possibly before this returns
  * (request-level errors, nothing to store) or later from the store's
- * committer thread — with the response (ownership passes to done) or NULL and
+ * committer thread — with the response as JSON text (valid during the call;
+ * built before the commit, so the committer only hands it over) or NULL and
  * the error. */
-typedef void (*eb_core_done_fn)(void *ctx, json_t *resp, const eb_core_error *e);
+typedef void (*eb_core_done_fn)(void *ctx, const char *resp, size_t len, const eb_core_error *e);
 void eb_core_put_events(eb_core *c, const eb_caller *who, json_t *req, eb_core_done_fn done, void *ctx);
 
 /* PutEvents from already-decoded entries (the API's fast path): strings are

@@ -81,11 +81,11 @@ typedef struct {
     eb_core_error e;
 } waiter;
 
-static void pe_done(void *ctx, json_t *resp, const eb_core_error *e)
+static void pe_done(void *ctx, const char *resp, size_t len, const eb_core_error *e)
 {
     waiter *w = ctx;
     pthread_mutex_lock(&w->mu);
-    w->resp = resp;
+    w->resp = resp ? json_loadb(resp, len, 0, NULL) : NULL;
     if (e)
         w->e = *e;
     w->done = 1;
