@@ -1651,48 +1651,66 @@ static size_t entry_size(const eb_put_entry *en)
 }
 
 /* Append Detail (validated JSON) without insignificant whitespace; -1 when an
- * integer lies outside the signed 64-bit range (AWS rejects those). */
+ * integer lies outside the signed 64-bit range (AWS rejects those). One pass,
+ * straight into the buffer (the output is never longer than the input). */
 static int compact_detail(eb_buf *out, const char *s, size_t n)
 {
+    static const char *const LIMIT_POS = "9223372036854775807", *const LIMIT_NEG = "9223372036854775808";
     if (eb_buf_reserve(out, n))
         return -1;
+    char *o = out->p + out->n;
     size_t i = 0;
     while (i < n) {
-        char ch = s[i];
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"') {
+            size_t j = i + 1;
+            for (;;) {
+                const char *q = memchr(s + j, '"', n - j);
+                if (!q) {
+                    j = n - 1;
+                    break;
+                }
+                j = (size_t)(q - s);
+                size_t b = 0;
+                while (j - b - 1 > i && s[j - b - 1] == '\\')
+                    b++;
+                if (!(b & 1))
+                    break;
+                j++;
+            }
+            memcpy(o, s + i, j + 1 - i);
+            o += j + 1 - i;
+            i = j + 1;
+            continue;
+        }
         if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
             i++;
             continue;
         }
-        if (ch == '"') {
-            size_t j = i + 1;
-            while (j < n && s[j] != '"')
-                j += s[j] == '\\' ? 2 : 1;
-            eb_buf_append(out, s + i, j + 1 - i);
-            i = j + 1;
-            continue;
-        }
         if (ch == '-' || (ch >= '0' && ch <= '9')) {
-            size_t j = i;
-            int integer = 1;
-            while (j < n && strchr("0123456789+-.eE", s[j])) {
-                if (s[j] == '.' || s[j] == 'e' || s[j] == 'E')
-                    integer = 0;
+            size_t j = i + (ch == '-');
+            while (j < n && s[j] >= '0' && s[j] <= '9')
                 j++;
-            }
-            if (integer) {
-                size_t digits = j - i - (ch == '-');
-                const char *lim = ch == '-' ? "9223372036854775808" : "9223372036854775807";
+            size_t digits = j - i - (ch == '-');
+            int integer = !(j < n && (s[j] == '.' || s[j] == 'e' || s[j] == 'E'));
+            while (j < n && ((s[j] >= '0' && s[j] <= '9') || s[j] == '.' || s[j] == 'e' || s[j] == 'E' ||
+                             s[j] == '+' || s[j] == '-'))
+                j++;
+            if (integer && digits >= 19) {
                 const char *d = s + i + (ch == '-');
-                if (digits > 19 || (digits == 19 && memcmp(d, lim, 19) > 0))
+                if (digits > 19 || memcmp(d, ch == '-' ? LIMIT_NEG : LIMIT_POS, 19) > 0)
                     return -1;
             }
-            eb_buf_append(out, s + i, j - i);
+            memcpy(o, s + i, j - i);
+            o += j - i;
             i = j;
             continue;
         }
-        eb_buf_putc(out, ch);
+        *o++ = (char)ch;
         i++;
     }
+    out->n = (size_t)(o - out->p);
+    out->p[out->n] = 0;
     return 0;
 }
 
@@ -1951,7 +1969,11 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
                         capjobs = nc;
                     }
                     jobs[njobs].rule_off = keys.n;
-                    eb_buf_printf(&keys, "%s/%s/%s", r->name, b->name, ru->name);
+                    eb_buf_puts(&keys, r->name);
+                    eb_buf_putc(&keys, '/');
+                    eb_buf_puts(&keys, b->name);
+                    eb_buf_putc(&keys, '/');
+                    eb_buf_puts(&keys, ru->name);
                     eb_buf_putc(&keys, 0);
                     jobs[njobs].target_off = keys.n;
                     eb_buf_puts(&keys, sget(t, "Id"));

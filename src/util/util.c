@@ -238,18 +238,40 @@ void eb_log(eb_log_level lvl, const char *msg, const char *fmt, ...)
 }
 
 /* ---- ids and time ---------------------------------------------------------------- */
+/* Random bytes from the kernel, fetched 512 at a time per thread (one
+ * getrandom(2) per 32 UUIDs instead of one each). */
+static _Thread_local unsigned char rnd_pool[512];
+static _Thread_local size_t rnd_left;
+
+static size_t random_bytes(unsigned char *out, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        if (!rnd_left) {
+            size_t filled = 0;
+            while (filled < sizeof rnd_pool) {
+                ssize_t k = getrandom(rnd_pool + filled, sizeof rnd_pool - filled, 0);
+                if (k > 0)
+                    filled += (size_t)k;
+                else if (k < 0 && errno != EINTR)
+                    return got;
+            }
+            rnd_left = sizeof rnd_pool;
+        }
+        size_t take = n - got < rnd_left ? n - got : rnd_left;
+        memcpy(out + got, rnd_pool + sizeof rnd_pool - rnd_left, take);
+        memset(rnd_pool + sizeof rnd_pool - rnd_left, 0, take); /* used bytes are not kept */
+        rnd_left -= take;
+        got += take;
+    }
+    return got;
+}
+
 void eb_uuid4(char out[37])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char r[16];
-    size_t got = 0;
-    while (got < sizeof r) {
-        ssize_t k = getrandom(r + got, sizeof r - got, 0);
-        if (k > 0)
-            got += (size_t)k;
-        else if (k < 0 && errno != EINTR)
-            break;
-    }
+    size_t got = random_bytes(r, sizeof r);
     if (got < sizeof r) { /* no entropy source: fall back to time-seeded bytes */
         uint64_t x = (uint64_t)eb_mono_ns() ^ ((uint64_t)getpid() << 32);
         for (size_t i = got; i < sizeof r; i++) {

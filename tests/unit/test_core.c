@@ -223,6 +223,44 @@ static void test_buses_rules_targets(void)
     eb_store_close(s);
 }
 
+typedef struct {
+    const char *want;
+    int found;
+} finder;
+
+static int find_detail(void *ctx, const char *id, const char *body, size_t len, uint32_t pending)
+{
+    (void)id;
+    (void)pending;
+    finder *f = ctx;
+    char *copy = strndup(body, len);
+    f->found |= copy && strstr(copy, f->want) != NULL;
+    free(copy);
+    return f->found; /* stop at the first hit */
+}
+
+static void test_envelope(void)
+{
+    eb_store *s = open_store();
+    eb_core *c = open_core(s);
+    CHECK(s && c);
+    eb_core_error e;
+    json_t *r = put_events(c,
+                           "{\"Entries\":[{\"Source\":\"shop\",\"DetailType\":\"t \\\"q\\\"\",\"EventBusName\":\"orders\","
+                           "\"Resources\":[\"arn:x\"],\"Time\":1704164645,"
+                           "\"Detail\":\"{ \\\"s\\\" : \\\"a \\\\\\\" b \\\\\\\\\\\" , \\\"n\\\" : [ 1 , -2.5e3, 9223372036854775807 ] ,\\n \\\"e\\\":\\\"\\\"}\"}]}",
+                           &e);
+    CHECK(r && json_integer_value(json_object_get(r, "FailedEntryCount")) == 0);
+    json_decref(r);
+    const char *want = "\"detail-type\":\"t \\\"q\\\"\",\"source\":\"shop\",\"account\":\"123456789012\","
+                       "\"time\":\"2024-01-02T03:04:05Z\",\"region\":\"us-east-1\",\"resources\":[\"arn:x\"],"
+                       "\"detail\":{\"s\":\"a \\\" b \\\\\",\"n\":[1,-2.5e3,9223372036854775807],\"e\":\"\"}}";
+    finder f = {want, 0};
+    CHECK(eb_store_event_scan(s, find_detail, &f) == 0 && f.found);
+    eb_core_close(c);
+    eb_store_close(s);
+}
+
 static void test_pagination_and_permissions(void)
 {
     eb_store *s = open_store();
@@ -291,10 +329,12 @@ int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/eb_test_core_%d", (int)getpid());
     RUN(test_buses_rules_targets);
+    RUN(test_envelope);
     RUN(test_pagination_and_permissions);
     RUN(test_test_event_pattern);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (getenv("KEEP")) return TEST_REPORT();
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
     return TEST_REPORT();
