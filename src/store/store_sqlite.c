@@ -98,6 +98,7 @@
 #ifndef EB_SQLITE_PAGE_SIZE /* -D overrides are for benchmarking */
 #define EB_SQLITE_PAGE_SIZE 16384
 #endif
+#define CKPT_HARD_BYTES ((int64_t)256 * 1024 * 1024) /* the committer checkpoints itself */
 #ifndef EB_SQLITE_CKPT_BYTES /* WAL size that triggers a checkpoint */
 #define EB_SQLITE_CKPT_BYTES (16 * 1024 * 1024)
 #endif
@@ -157,6 +158,16 @@ typedef struct {
     sqlite3_stmt *c_put, *c_del, *c_scan, *c_evscan;
     char *scanbuf; /* event_scan: NUL-terminated copy of a body */
     size_t scancap;
+
+    /* checkpoints run on their own thread and connection, so a commit never
+     * waits for one (the committer does one itself only past CKPT_HARD_BYTES) */
+    sqlite3 *kdb;
+    pthread_t checkpointer;
+    int have_checkpointer;
+    pthread_mutex_t kmu; /* guards ck_want, ck_stop */
+    pthread_cond_t kcv;
+    int ck_want, ck_stop;
+    int ck_log, ck_done; /* frames in the WAL / copied, as of the last background pass */
 
     pthread_mutex_t qmu; /* guards everything below */
     pthread_cond_t qcv;     /* the committer waits for work */
@@ -549,15 +560,70 @@ static int wal_hook(void *ctx, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK;
 }
 
-static void checkpoint(sq_store *s)
+static void checkpoint_on(sqlite3 *db, int *plog, int *pdone)
 {
     int log = 0, done = 0;
-    int rc = sqlite3_wal_checkpoint_v2(s->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-        io_error(s->wdb, "store: checkpoint failed", rc);
+        io_error(db, "store: checkpoint failed", rc);
     else if (done < log)
         eb_log(EB_LOG_DEBUG, "store: checkpoint incomplete", "wal_frames=%d copied=%d", log, done);
-    s->wal_frames = 0; /* the next commit's hook tells the truth again */
+    if (plog) {
+        *plog = log;
+        *pdone = done;
+    }
+}
+
+/* Checkpoints in two steps, so that commits do not wait for the bulk of the
+ * copying: the checkpointer thread copies WAL frames into the database while
+ * the committer goes on; the WAL can only start over once every frame is
+ * copied with no commit in between, so when the background pass has left
+ * little (FINAL_BYTES), the committer copies the rest itself (a short stall)
+ * and the next transaction restarts the WAL. Past CKPT_HARD_BYTES, or without
+ * the thread, the committer checkpoints everything itself. */
+#define FINAL_BYTES ((int64_t)2 * 1024 * 1024)
+static void checkpoint(sq_store *s)
+{
+    int64_t frames = s->wal_frames;
+    int ck_log, ck_done;
+    pthread_mutex_lock(&s->kmu);
+    ck_log = s->ck_log;
+    ck_done = s->ck_done;
+    pthread_mutex_unlock(&s->kmu);
+    int caught_up = ck_log > 0 && ck_log <= frames && (frames - ck_done) * s->page_size <= FINAL_BYTES;
+    if (!s->have_checkpointer || caught_up || frames * s->page_size >= CKPT_HARD_BYTES) {
+        checkpoint_on(s->wdb, NULL, NULL);
+        s->wal_frames = 0; /* the next commit's hook tells the truth again */
+        pthread_mutex_lock(&s->kmu);
+        s->ck_log = s->ck_done = 0;
+        pthread_mutex_unlock(&s->kmu);
+        return;
+    }
+    pthread_mutex_lock(&s->kmu);
+    s->ck_want = 1;
+    pthread_cond_signal(&s->kcv);
+    pthread_mutex_unlock(&s->kmu);
+}
+
+static void *checkpointer_main(void *arg)
+{
+    sq_store *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->kmu);
+        while (!s->ck_want && !s->ck_stop)
+            pthread_cond_wait(&s->kcv, &s->kmu);
+        int stop = s->ck_stop;
+        s->ck_want = 0;
+        pthread_mutex_unlock(&s->kmu);
+        if (stop)
+            return NULL;
+        int log = 0, done = 0;
+        checkpoint_on(s->kdb, &log, &done);
+        pthread_mutex_lock(&s->kmu);
+        s->ck_log = log;
+        s->ck_done = done;
+        pthread_mutex_unlock(&s->kmu);
+    }
 }
 
 /* Delete up to COMPACT_LIMIT finished events past retention; returns 1 when
@@ -656,12 +722,27 @@ static void finalize_all(sq_store *s)
 static void close_dbs(sq_store *s)
 {
     finalize_all(s);
+    if (s->kdb && sqlite3_close(s->kdb) != SQLITE_OK)
+        eb_log(EB_LOG_ERROR, "store: close failed", "err=\"%s\"", sqlite3_errmsg(s->kdb));
+    s->kdb = NULL;
     /* The last connection to close checkpoints and removes the WAL. */
     if (s->cdb && sqlite3_close(s->cdb) != SQLITE_OK)
         eb_log(EB_LOG_ERROR, "store: close failed", "err=\"%s\"", sqlite3_errmsg(s->cdb));
     if (s->wdb && sqlite3_close(s->wdb) != SQLITE_OK)
         eb_log(EB_LOG_ERROR, "store: close failed", "err=\"%s\"", sqlite3_errmsg(s->wdb));
     s->cdb = s->wdb = NULL;
+}
+
+static void stop_checkpointer(sq_store *s)
+{
+    if (s->have_checkpointer) {
+        pthread_mutex_lock(&s->kmu);
+        s->ck_stop = 1;
+        pthread_cond_signal(&s->kcv);
+        pthread_mutex_unlock(&s->kmu);
+        pthread_join(s->checkpointer, NULL);
+        s->have_checkpointer = 0;
+    }
 }
 
 static void sq_close(eb_store *s_)
@@ -673,12 +754,15 @@ static void sq_close(eb_store *s_)
     pthread_cond_broadcast(&s->spacecv);
     pthread_mutex_unlock(&s->qmu);
     pthread_join(s->committer, NULL); /* it commits what is queued first */
+    stop_checkpointer(s);
     close_dbs(s);
     free(s->scanbuf);
     pthread_cond_destroy(&s->spacecv);
     pthread_cond_destroy(&s->qcv);
     pthread_mutex_destroy(&s->qmu);
     pthread_mutex_destroy(&s->cmu);
+    pthread_cond_destroy(&s->kcv);
+    pthread_mutex_destroy(&s->kmu);
     free(s);
 }
 
@@ -939,8 +1023,22 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
     pthread_cond_init(&s->spacecv, NULL);
     pthread_condattr_destroy(&ca);
     s->tail = &s->head;
+    pthread_mutex_init(&s->kmu, NULL);
+    pthread_cond_init(&s->kcv, NULL);
+    if (sqlite3_open_v2(path, &s->kdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK &&
+        open_conn(s->kdb, wsync, err, errlen) == 0 &&
+        pthread_create(&s->checkpointer, NULL, checkpointer_main, s) == 0) {
+        s->have_checkpointer = 1;
+    } else { /* not fatal: the committer checkpoints itself */
+        eb_log(EB_LOG_WARN, "store: no checkpoint thread; commits will wait for checkpoints", NULL);
+        if (err && errlen)
+            err[0] = 0;
+    }
     if (pthread_create(&s->committer, NULL, committer_main, s) != 0) {
         set_err(err, errlen, "cannot start the committer thread");
+        stop_checkpointer(s);
+        pthread_cond_destroy(&s->kcv);
+        pthread_mutex_destroy(&s->kmu);
         pthread_cond_destroy(&s->spacecv);
         pthread_cond_destroy(&s->qcv);
         pthread_mutex_destroy(&s->qmu);
