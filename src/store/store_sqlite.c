@@ -88,7 +88,10 @@
 
 #define DB_FILE "ebridge.db"
 #define SCHEMA_VERSION 1
-#define DEFAULT_MAX_BATCH 5000u
+#ifndef EB_SQLITE_MAX_BATCH
+#define EB_SQLITE_MAX_BATCH 5000u
+#endif
+#define DEFAULT_MAX_BATCH EB_SQLITE_MAX_BATCH
 #define QUEUE_BATCHES 4u       /* queued stored events beyond this many batches make appenders wait */
 #define QUEUE_APPENDS 65536u   /* ... and so do this many queued appends */
 #define COMPACT_LIMIT 5000     /* events deleted per compaction at most */
@@ -114,7 +117,7 @@ static const char SCHEMA[] =
     " bus TEXT NOT NULL, time_ms INTEGER NOT NULL, pending INTEGER NOT NULL, body BLOB NOT NULL);"
     "CREATE INDEX IF NOT EXISTS events_done ON events(time_ms) WHERE pending = 0;"
     "CREATE TABLE IF NOT EXISTS jobs("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT, event INTEGER NOT NULL, rule TEXT NOT NULL,"
+    " id INTEGER PRIMARY KEY, event INTEGER NOT NULL, rule TEXT NOT NULL,"
     " target_id TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,"
     " next_attempt_ms INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_attempt_ms);";
