@@ -5,7 +5,7 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps test test-fast test-asan test-tsan test-fuzz run bench fuzz-long clean
+.PHONY: all build deps test test-fast test-asan test-tsan test-fuzz run bench bench-load fuzz-long clean
 
 all: build
 
@@ -46,6 +46,10 @@ fuzz-long:
 
 bench: build
 	@bench/run_citylots.sh
+
+# the API server under load (wrk, 64 connections, durable): DURATION=10 make bench-load for a short run
+bench-load: deps build
+	@bench/load/run.sh build/ebridge
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
