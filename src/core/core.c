@@ -1725,41 +1725,72 @@ static int detail_ok(const eb_core *c, const char *d, size_t n)
     return eb_json_check(d, n, c->cfg.max_event_depth, &err) == EB_OK;
 }
 
+/* One entry's result: an event id, or an error code and message (static). */
+typedef struct {
+    char id[37];
+    const char *code, *msg;
+} pe_result;
+
 typedef struct {
     eb_core_done_fn done;
     void *ctx;
-    json_t *resp;
-    char *text; /* resp as JSON, built before the commit */
+    pe_result res[16];
+    size_t n;
+    eb_buf text; /* the answer as JSON, rendered before the commit */
     size_t stored[16];
     size_t nstored;
 } pe_wait;
 
+static int pe_render(pe_wait *w)
+{
+    size_t failed = 0;
+    for (size_t i = 0; i < w->n; i++)
+        failed += w->res[i].code != NULL;
+    eb_buf *b = &w->text;
+    b->n = 0;
+    int rc = eb_buf_printf(b, "{\"FailedEntryCount\":%zu,\"Entries\":[", failed);
+    for (size_t i = 0; i < w->n; i++) {
+        const pe_result *r = &w->res[i];
+        if (i)
+            rc |= eb_buf_putc(b, ',');
+        if (r->code) {
+            rc |= eb_buf_puts(b, "{\"ErrorCode\":");
+            rc |= eb_buf_json_str(b, r->code, strlen(r->code));
+            rc |= eb_buf_puts(b, ",\"ErrorMessage\":");
+            rc |= eb_buf_json_str(b, r->msg, strlen(r->msg));
+            rc |= eb_buf_putc(b, '}');
+        } else {
+            rc |= eb_buf_puts(b, "{\"EventId\":\"");
+            rc |= eb_buf_append(b, r->id, 36);
+            rc |= eb_buf_puts(b, "\"}");
+        }
+    }
+    rc |= eb_buf_puts(b, "]}");
+    if (rc)
+        eb_buf_free(b); /* no half answers */
+    return rc ? -1 : 0;
+}
+
 static void pe_finish(pe_wait *w, int status)
 {
+    int rc = w->text.p ? 0 : -1;
     if (status != EB_STORE_OK && w->nstored) {
-        json_t *entries = json_object_get(w->resp, "Entries");
-        for (size_t i = 0; i < w->nstored; i++)
-            json_array_set_new(entries, w->stored[i],
-                               json_pack("{s:s, s:s}", "ErrorCode", "InternalFailure", "ErrorMessage",
-                                         "The event could not be stored; it was not accepted."));
-        json_int_t failed = json_integer_value(json_object_get(w->resp, "FailedEntryCount"));
-        json_object_set_new(w->resp, "FailedEntryCount", json_integer(failed + (json_int_t)w->nstored));
+        for (size_t i = 0; i < w->nstored; i++) {
+            w->res[w->stored[i]].code = "InternalFailure";
+            w->res[w->stored[i]].msg = "The event could not be stored; it was not accepted.";
+        }
         eb_log(EB_LOG_ERROR, "PutEvents: store commit failed; entries answered InternalFailure", "entries=%zu",
                w->nstored);
-        free(w->text);
-        w->text = NULL;
+        rc = pe_render(w);
     }
-    if (!w->text)
-        w->text = json_dumps(w->resp, JSON_COMPACT);
-    if (w->text) {
-        w->done(w->ctx, w->text, strlen(w->text), NULL);
+    if (!rc) {
+        w->done(w->ctx, w->text.p, w->text.n, NULL);
     } else {
         eb_core_error e = {0};
         fail(&e, "InternalException", "Out of memory.");
         w->done(w->ctx, NULL, 0, &e);
     }
-    json_decref(w->resp);
-    free(w->text);
+    eb_buf_free(&w->text);
     free(w);
 }
 
@@ -1768,9 +1799,10 @@ static void pe_committed(void *ctx, int status)
     pe_finish(ctx, status);
 }
 
-static json_t *entry_error(const char *code, const char *msg)
+static void entry_error(pe_result *r, const char *code, const char *msg)
 {
-    return json_pack("{s:s, s:s}", "ErrorCode", code, "ErrorMessage", msg);
+    r->code = code;
+    r->msg = msg;
 }
 
 static eb_str jstr(const json_t *o, const char *k)
@@ -1835,18 +1867,15 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
         return;
     }
     pe_wait *w = calloc(1, sizeof *w);
-    json_t *results = json_array();
-    json_t *resp = json_pack("{s:i, s:o}", "FailedEntryCount", 0, "Entries", results);
-    if (!w || !resp || n > sizeof w->stored / sizeof *w->stored) {
+    if (!w || n > sizeof w->stored / sizeof *w->stored) {
         free(w);
-        json_decref(resp);
         fail(&e, "InternalException", "Out of memory.");
         done(ctx, NULL, 0, &e);
         return;
     }
     w->done = done;
     w->ctx = ctx;
-    w->resp = resp;
+    w->n = n;
 
     eb_buf bodies = {0}, keys = {0};
     struct {
@@ -1868,22 +1897,21 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
     region *r = region_find(c, who);
     for (size_t i = 0; i < n; i++) {
         const eb_put_entry *en = &entries[i];
-        json_t *res = NULL;
+        pe_result *res = &w->res[i];
         if (!en->source.s || !en->source.n)
-            res = entry_error("InvalidArgument", "Parameter Source is not valid. Reason: Source is a required argument.");
+            entry_error(res, "InvalidArgument", "Parameter Source is not valid. Reason: Source is a required argument.");
         else if (!en->detail_type.s || !en->detail_type.n)
-            res = entry_error("InvalidArgument",
+            entry_error(res, "InvalidArgument",
                               "Parameter DetailType is not valid. Reason: DetailType is a required argument.");
         else if (!en->detail.s)
-            res = entry_error("InvalidArgument", "Parameter Detail is not valid. Reason: Detail is a required argument.");
+            entry_error(res, "InvalidArgument", "Parameter Detail is not valid. Reason: Detail is a required argument.");
         else if (!detail_ok(c, en->detail.s, en->detail.n))
-            res = entry_error("MalformedDetail", "Detail is malformed.");
+            entry_error(res, "MalformedDetail", "Detail is malformed.");
         else if (en->has_time && !(en->time >= 0 && en->time < 253402300800.0))
-            res = entry_error("InvalidArgument", "Parameter Time is not valid. Reason: Time is out of range.");
+            entry_error(res, "InvalidArgument", "Parameter Time is not valid. Reason: Time is out of range.");
         else if (c->cfg.strict_sources && en->source.n >= 4 && !memcmp(en->source.s, "aws.", 4))
-            res = entry_error("NotAuthorizedForSourceException", "Not authorized for the source.");
-        if (res) {
-            json_array_append_new(results, res);
+            entry_error(res, "NotAuthorizedForSourceException", "Not authorized for the source.");
+        if (res->code) {
             failed++;
             continue;
         }
@@ -1916,7 +1944,7 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
         eb_buf_puts(&bodies, "],\"detail\":");
         if (compact_detail(&bodies, en->detail.s, en->detail.n)) {
             bodies.n = off;
-            json_array_append_new(results, entry_error("MalformedDetail", "Detail is malformed."));
+            entry_error(res, "MalformedDetail", "Detail is malformed.");
             failed++;
             continue;
         }
@@ -1924,7 +1952,7 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
             oom = 1;
             break;
         }
-        json_array_append_new(results, json_pack("{s:s}", "EventId", id));
+        memcpy(res->id, id, sizeof id);
         /* the bus: unknown buses accept the event and drop it, as AWS does */
         char bname[2048], given[2048];
         bus *b = NULL;
@@ -1985,7 +2013,7 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
             }
             eb_snapshot_release(snap);
         }
-        w->stored[w->nstored++] = json_array_size(results) - 1;
+        w->stored[w->nstored++] = i;
         nev++;
     }
     /* bus names must stay valid until the store copied them: copy them out */
@@ -1999,19 +2027,19 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
     }
     pthread_rwlock_unlock(&c->lock);
     matcher_put(c, mt);
-    json_object_set_new(resp, "FailedEntryCount", json_integer((json_int_t)failed));
+    (void)failed;
 
     if (oom || !mt) {
         free(jobs);
         eb_buf_free(&bodies);
         eb_buf_free(&keys);
         eb_buf_free(&busnames);
-        json_decref(resp);
         free(w);
         fail(&e, "InternalException", "Out of memory.");
         done(ctx, NULL, 0, &e);
         return;
     }
+    pe_render(w); /* here, not on the committer thread */
     if (!nev) {
         free(jobs);
         eb_buf_free(&bodies);
@@ -2033,7 +2061,6 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
                                   .first_job = ev[i].first_job,
                                   .njobs = ev[i].njobs};
     }
-    w->text = json_dumps(resp, JSON_COMPACT); /* here, not on the committer thread */
     int rc = EB_STORE_ERR_NOMEM;
     if (!njobs || sjobs) {
         for (size_t j = 0; j < njobs; j++)
