@@ -57,12 +57,16 @@
  * (QUEUE_BATCHES batches of events / QUEUE_APPENDS appends): appenders then
  * wait (except the committer thread itself, from a done callback).
  *
- * Checkpoints: auto-checkpointing is off on both connections. The committer
- * checkpoints (PASSIVE) itself, between batches and after the done callbacks
- * ran -- so acknowledgements never wait for a checkpoint -- once the WAL holds
- * CKPT_BYTES, and on its once-a-second tick. Being the only writer of events, it
- * finds every frame copyable, so the WAL restarts from its beginning instead of
- * growing (a background checkpointer racing the writer never catches up).
+ * Checkpoints: auto-checkpointing is off on every connection. Once the WAL
+ * holds CKPT_BYTES (and on the committer's once-a-second tick) a checkpointer
+ * thread with its own connection copies WAL frames into the database while
+ * commits go on. The WAL can only start over from its beginning after a
+ * moment when every frame is copied and no commit came in between, which a
+ * background pass racing a busy writer rarely sees; so once the WAL is past
+ * RESTART_BYTES and the background pass has left at most FINAL_BYTES, the
+ * committer copies the rest itself (a short stall, a few times a minute at
+ * full load) and the next transaction restarts the WAL. Past CKPT_HARD_BYTES
+ * (the background cannot keep up) the committer checkpoints everything.
  * journal_size_limit keeps the WAL file from staying large.
  *
  * Pages of 16 KiB (new databases): ~1 KB events waste less of a page than
@@ -101,7 +105,7 @@
 #ifndef EB_SQLITE_PAGE_SIZE /* -D overrides are for benchmarking */
 #define EB_SQLITE_PAGE_SIZE 16384
 #endif
-#define CKPT_HARD_BYTES ((int64_t)256 * 1024 * 1024) /* the committer checkpoints itself */
+#define CKPT_HARD_BYTES ((int64_t)512 * 1024 * 1024) /* the committer checkpoints itself */
 #ifndef EB_SQLITE_CKPT_BYTES /* WAL size that triggers a checkpoint */
 #define EB_SQLITE_CKPT_BYTES (16 * 1024 * 1024)
 #endif
@@ -585,6 +589,7 @@ static void checkpoint_on(sqlite3 *db, int *plog, int *pdone)
  * and the next transaction restarts the WAL. Past CKPT_HARD_BYTES, or without
  * the thread, the committer checkpoints everything itself. */
 #define FINAL_BYTES ((int64_t)2 * 1024 * 1024)
+#define RESTART_BYTES ((int64_t)128 * 1024 * 1024) /* let the WAL start over only past this: rare short stalls */
 static void checkpoint(sq_store *s)
 {
     int64_t frames = s->wal_frames;
@@ -593,7 +598,8 @@ static void checkpoint(sq_store *s)
     ck_log = s->ck_log;
     ck_done = s->ck_done;
     pthread_mutex_unlock(&s->kmu);
-    int caught_up = ck_log > 0 && ck_log <= frames && (frames - ck_done) * s->page_size <= FINAL_BYTES;
+    int caught_up = ck_log > 0 && ck_log <= frames && (frames - ck_done) * s->page_size <= FINAL_BYTES &&
+                    frames * s->page_size >= RESTART_BYTES;
     if (!s->have_checkpointer || caught_up || frames * s->page_size >= CKPT_HARD_BYTES) {
         checkpoint_on(s->wdb, NULL, NULL);
         s->wal_frames = 0; /* the next commit's hook tells the truth again */
@@ -895,7 +901,7 @@ static int open_conn(sqlite3 *db, const char *sync, char *err, size_t errlen)
     if (pragma(db, "PRAGMA journal_mode=WAL", err, errlen) || pragma(db, sql, err, errlen) ||
         pragma(db, "PRAGMA temp_store=MEMORY", err, errlen) ||
         pragma(db, "PRAGMA wal_autocheckpoint=0", err, errlen) ||
-        pragma(db, "PRAGMA journal_size_limit=67108864", err, errlen))
+        pragma(db, "PRAGMA journal_size_limit=201326592", err, errlen))
         return -1;
     return 0;
 }
