@@ -151,10 +151,6 @@ static int authenticate(eb_api *a, const eb_api_request *r, call *cl, char *acco
     return 0;
 }
 
-typedef struct {
-    call cl;
-} pe_ctx;
-
 static void put_events_done(void *ctx, const char *resp, size_t len, const eb_core_error *e)
 {
     call *cl = ctx;

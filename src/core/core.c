@@ -205,31 +205,28 @@ static int bus_name_of(const eb_caller *who, const char *s, char *out, size_t n)
 }
 
 /* ---- regions, buses, rules in memory --------------------------------------------------- */
+static void *named_get(void *const *arr, size_t n, const char *name)
+{
+    int found;
+    size_t at = find_named(arr, n, name, &found);
+    return found ? arr[at] : NULL;
+}
+
 static region *region_find(eb_core *c, const eb_caller *who)
 {
     char key[128];
     snprintf(key, sizeof key, "%s/%s", who->account, who->region);
-    int found;
-    size_t at = find_named((void *const *)c->regions, c->nregions, key, &found);
-    return found ? c->regions[at] : NULL;
+    return named_get((void *const *)c->regions, c->nregions, key);
 }
 
 static bus *bus_find(const region *r, const char *name)
 {
-    if (!r)
-        return NULL;
-    int found;
-    size_t at = find_named((void *const *)r->buses, r->nbuses, name, &found);
-    return found ? r->buses[at] : NULL;
+    return r ? named_get((void *const *)r->buses, r->nbuses, name) : NULL;
 }
 
 static rule *rule_find(const bus *b, const char *name)
 {
-    if (!b)
-        return NULL;
-    int found;
-    size_t at = find_named((void *const *)b->rules, b->nrules, name, &found);
-    return found ? b->rules[at] : NULL;
+    return b ? named_get((void *const *)b->rules, b->nrules, name) : NULL;
 }
 
 static void rule_free(rule *r)
@@ -329,6 +326,32 @@ static int store_rule(eb_core *c, const rule *ru, const json_t *doc)
     int rc = eb_store_doc_put(c->store, "rule", key, text, strlen(text));
     free(text);
     return rc;
+}
+
+/* Write a changed document durably, then make it the one in memory (the
+ * doc's reference passes to the bus/rule, or is dropped on failure). */
+static int bus_set_doc(eb_core *c, bus *b, json_t *doc, eb_core_error *e)
+{
+    if (store_bus(c, b->reg, b->name, doc)) {
+        json_decref(doc);
+        fail_store(e);
+        return -1;
+    }
+    json_decref(b->doc);
+    b->doc = doc;
+    return 0;
+}
+
+static int rule_set_doc(eb_core *c, rule *ru, json_t *doc, eb_core_error *e)
+{
+    if (store_rule(c, ru, doc)) {
+        json_decref(doc);
+        fail_store(e);
+        return -1;
+    }
+    json_decref(ru->doc);
+    ru->doc = doc;
+    return 0;
 }
 
 static int unstore(eb_core *c, const char *kind, const char *k1, const char *k2, const char *k3)
@@ -544,17 +567,21 @@ void eb_core_close(eb_core *c)
 
 /* ---- pagination ------------------------------------------------------------------------- */
 /* NextToken = hex of the last name returned. */
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 static int token_decode(const char *tok, char *out, size_t n)
 {
     size_t len = strlen(tok);
-    if (len % 2 || len / 2 >= n || strncmp(tok, "00", 0))
+    if (len % 2 || len / 2 >= n)
         return -1;
     for (size_t i = 0; i < len; i += 2) {
-        unsigned v;
-        if (sscanf(tok + i, "%2x", &v) != 1 || !strchr("0123456789abcdef", tok[i]) ||
-            !strchr("0123456789abcdef", tok[i + 1]) || v == 0)
+        int hi = hexval(tok[i]), lo = hexval(tok[i + 1]);
+        if (hi < 0 || lo < 0 || (hi | lo) == 0)
             return -1;
-        out[i / 2] = (char)v;
+        out[i / 2] = (char)(hi << 4 | lo);
     }
     out[len / 2] = 0;
     return 0;
@@ -610,6 +637,16 @@ static int page_wants(const page *pg, const char *name)
         return 0;
     if (pg->has_after && strcmp(name, pg->after) <= 0)
         return 0;
+    return 1;
+}
+
+/* The page already holds its Limit of items: NextToken names the last one
+ * returned, and the listing stops. */
+static int page_full(const page *pg, const json_t *list, json_t *o, const char *last)
+{
+    if (json_array_size(list) < pg->limit)
+        return 0;
+    json_object_set_new(o, "NextToken", token_encode(last));
     return 1;
 }
 
@@ -771,21 +808,15 @@ static json_t *op_list_event_buses(eb_core *c, const eb_caller *who, json_t *req
     if (!r)
         return NULL;
     json_t *list = json_array();
-    json_t *o = json_object();
-    json_object_set_new(o, "EventBuses", list);
+    json_t *o = json_pack("{s:o}", "EventBuses", list);
+    const char *last = NULL;
     for (size_t i = 0; i < r->nbuses; i++) {
         if (!page_wants(&pg, r->buses[i]->name))
             continue;
-        if (json_array_size(list) == pg.limit) {
-            json_object_set_new(o, "NextToken", token_encode(r->buses[i - 1]->name));
+        if (page_full(&pg, list, o, last))
             break;
-        }
         json_array_append_new(list, bus_view(r->buses[i], 0));
-    }
-    /* the token names the last returned item; recompute it from the list */
-    if (json_object_get(o, "NextToken")) {
-        const char *last = sget(json_array_get(list, json_array_size(list) - 1), "Name");
-        json_object_set_new(o, "NextToken", token_encode(last));
+        last = r->buses[i]->name;
     }
     return o;
 }
@@ -803,12 +834,8 @@ static json_t *op_update_event_bus(eb_core *c, const eb_caller *who, json_t *req
             json_object_set(doc, members[i], v);
     }
     json_object_set_new(doc, "LastModifiedTimeMs", json_integer(eb_now_ms()));
-    if (store_bus(c, b->reg, b->name, doc)) {
-        json_decref(doc);
-        return fail_store(e);
-    }
-    json_decref(b->doc);
-    b->doc = doc;
+    if (bus_set_doc(c, b, doc, e))
+        return NULL;
     json_t *o = json_object();
     copy_member(o, doc, "Arn");
     copy_member(o, doc, "Name");
@@ -969,10 +996,8 @@ static json_t *op_list_rules(eb_core *c, const eb_caller *who, json_t *req, eb_c
     for (size_t i = 0; i < b->nrules; i++) {
         if (!page_wants(&pg, b->rules[i]->name))
             continue;
-        if (json_array_size(list) == pg.limit) {
-            json_object_set_new(o, "NextToken", token_encode(last));
+        if (page_full(&pg, list, o, last))
             break;
-        }
         json_array_append_new(list, rule_view(b->rules[i], 0));
         last = b->rules[i]->name;
     }
@@ -991,12 +1016,8 @@ static json_t *set_state(eb_core *c, const eb_caller *who, json_t *req, eb_core_
         return fail(e, "ManagedRuleException", "Rule %s is managed by an AWS service.", ru->name);
     json_t *doc = json_deep_copy(ru->doc);
     json_object_set_new(doc, "State", json_string(state));
-    if (store_rule(c, ru, doc)) {
-        json_decref(doc);
-        return fail_store(e);
-    }
-    json_decref(ru->doc);
-    ru->doc = doc;
+    if (rule_set_doc(c, ru, doc, e))
+        return NULL;
     if (rule_sync_machine(ru))
         return fail(e, "InternalException", "Out of memory.");
     return json_object();
@@ -1052,10 +1073,8 @@ static json_t *op_list_rule_names_by_target(eb_core *c, const eb_caller *who, js
         json_array_foreach(json_object_get(ru->doc, "Targets"), k, t) has |= !strcmp(sget(t, "Arn"), arn);
         if (!has)
             continue;
-        if (json_array_size(list) == pg.limit) {
-            json_object_set_new(o, "NextToken", token_encode(last));
+        if (page_full(&pg, list, o, last))
             break;
-        }
         json_array_append_new(list, json_string(ru->name));
         last = ru->name;
     }
@@ -1196,12 +1215,8 @@ static json_t *op_put_targets(eb_core *c, const eb_caller *who, json_t *req, eb_
     }
     json_t *doc = json_deep_copy(ru->doc);
     json_object_set_new(doc, "Targets", list);
-    if (store_rule(c, ru, doc)) {
-        json_decref(doc);
-        return fail_store(e);
-    }
-    json_decref(ru->doc);
-    ru->doc = doc;
+    if (rule_set_doc(c, ru, doc, e))
+        return NULL;
     return json_pack("{s:i, s:[]}", "FailedEntryCount", 0, "FailedEntries");
 }
 
@@ -1223,12 +1238,8 @@ static json_t *op_remove_targets(eb_core *c, const eb_caller *who, json_t *req, 
                 break;
             }
     }
-    if (store_rule(c, ru, doc)) {
-        json_decref(doc);
-        return fail_store(e);
-    }
-    json_decref(ru->doc);
-    ru->doc = doc;
+    if (rule_set_doc(c, ru, doc, e))
+        return NULL;
     return json_pack("{s:i, s:[]}", "FailedEntryCount", 0, "FailedEntries");
 }
 
@@ -1262,10 +1273,8 @@ static json_t *op_list_targets_by_rule(eb_core *c, const eb_caller *who, json_t 
         const char *id = sget(sorted[i], "Id");
         if (!page_wants(&pg, id))
             continue;
-        if (json_array_size(list) == pg.limit) {
-            json_object_set_new(o, "NextToken", token_encode(last));
+        if (page_full(&pg, list, o, last))
             break;
-        }
         json_array_append(list, (json_t *)sorted[i]);
         last = id;
     }
@@ -1321,19 +1330,8 @@ static json_t *tag_target(eb_core *c, const eb_caller *who, const char *arn, bus
 
 static json_t *tags_write(eb_core *c, bus *b, rule *ru, json_t *doc, eb_core_error *e)
 {
-    int rc = b ? store_bus(c, b->reg, b->name, doc) : store_rule(c, ru, doc);
-    if (rc) {
-        json_decref(doc);
-        return fail_store(e);
-    }
-    if (b) {
-        json_decref(b->doc);
-        b->doc = doc;
-    } else {
-        json_decref(ru->doc);
-        ru->doc = doc;
-    }
-    return json_object();
+    int rc = b ? bus_set_doc(c, b, doc, e) : rule_set_doc(c, ru, doc, e);
+    return rc ? NULL : json_object();
 }
 
 static json_t *op_tag_resource(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
@@ -1466,12 +1464,8 @@ static json_t *op_put_permission(eb_core *c, const eb_caller *who, json_t *req, 
         }
     }
     json_object_set_new(doc, "LastModifiedTimeMs", json_integer(eb_now_ms()));
-    if (store_bus(c, b->reg, b->name, doc)) {
-        json_decref(doc);
-        return fail_store(e);
-    }
-    json_decref(b->doc);
-    b->doc = doc;
+    if (bus_set_doc(c, b, doc, e))
+        return NULL;
     return json_object();
 }
 
@@ -1502,12 +1496,8 @@ static json_t *op_remove_permission(eb_core *c, const eb_caller *who, json_t *re
         json_array_remove(stmts, i);
     }
     json_object_set_new(doc, "LastModifiedTimeMs", json_integer(eb_now_ms()));
-    if (store_bus(c, b->reg, b->name, doc)) {
-        json_decref(doc);
-        return fail_store(e);
-    }
-    json_decref(b->doc);
-    b->doc = doc;
+    if (bus_set_doc(c, b, doc, e))
+        return NULL;
     return json_object();
 }
 
@@ -1888,7 +1878,7 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
         size_t rule_off, target_off;
     } job_ref;
     job_ref *jobs = NULL;
-    size_t njobs = 0, capjobs = 0, nev = 0, failed = 0;
+    size_t njobs = 0, capjobs = 0, nev = 0;
     int oom = 0;
     int64_t now_ms = eb_now_ms();
     eb_matcher *mt = matcher_get(c);
@@ -1911,10 +1901,8 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
             entry_error(res, "InvalidArgument", "Parameter Time is not valid. Reason: Time is out of range.");
         else if (c->cfg.strict_sources && en->source.n >= 4 && !memcmp(en->source.s, "aws.", 4))
             entry_error(res, "NotAuthorizedForSourceException", "Not authorized for the source.");
-        if (res->code) {
-            failed++;
+        if (res->code)
             continue;
-        }
         char id[37];
         eb_uuid4(id);
         /* the envelope */
@@ -1945,7 +1933,6 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
         if (compact_detail(&bodies, en->detail.s, en->detail.n)) {
             bodies.n = off;
             entry_error(res, "MalformedDetail", "Detail is malformed.");
-            failed++;
             continue;
         }
         if (eb_buf_putc(&bodies, '}')) {
@@ -2027,7 +2014,6 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
     }
     pthread_rwlock_unlock(&c->lock);
     matcher_put(c, mt);
-    (void)failed;
 
     if (oom || !mt) {
         free(jobs);
