@@ -4,6 +4,7 @@
  * the next firing time for cron (all special characters) and rate. */
 #define _GNU_SOURCE
 #include "core/schedule.h"
+#include "corpus.h"
 #include "test.h"
 
 #include <jansson.h>
@@ -65,25 +66,12 @@ static const char *next_of(const char *expr, const char *after)
 
 static void test_conformance(void)
 {
-    const char *shared = getenv("EB_SHARED");
-    CHECK(shared != NULL);
-    if (!shared)
-        return;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/conformance/api-errors.jsonl", shared);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL);
-    if (!f)
-        return;
-    char *line = NULL;
-    size_t cap = 0;
+    json_t *lines = load_shared_jsonl("conformance/api-errors.jsonl");
+    CHECK(lines != NULL);
     int n_valid = 0, n_invalid = 0, n_skipped = 0;
-    while (getline(&line, &cap, f) > 0) {
-        json_error_t jerr;
-        json_t *j = json_loads(line, 0, &jerr);
-        CHECK(j != NULL);
-        if (!j)
-            continue;
+    size_t i;
+    json_t *j;
+    json_array_foreach(lines, i, j) {
         const char *op = json_string_value(json_object_get(j, "operation"));
         const char *expr =
             json_string_value(json_object_get(json_object_get(j, "request"), "ScheduleExpression"));
@@ -104,10 +92,8 @@ static void test_conformance(void)
                 n_skipped++; /* about the bus, not the expression */
             }
         }
-        json_decref(j);
     }
-    free(line);
-    fclose(f);
+    json_decref(lines);
     printf("schedule conformance: %d valid, %d invalid checked, %d skipped\n", n_valid, n_invalid,
            n_skipped);
     CHECK(n_valid == 17);

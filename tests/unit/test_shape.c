@@ -4,6 +4,7 @@
  * $EB_SHARED/conformance/api-errors.jsonl. */
 #define _GNU_SOURCE
 #include "api/shape.h"
+#include "corpus.h"
 #include "test.h"
 
 #include <jansson.h>
@@ -570,25 +571,12 @@ static int starts_validation(const char *m)
 
 static void test_conformance(void)
 {
-    const char *shared = getenv("EB_SHARED");
-    CHECK(shared != NULL);
-    if (!shared)
-        return;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/conformance/api-errors.jsonl", shared);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL);
-    if (!f)
-        return;
-    char *line = NULL;
-    size_t cap = 0;
+    json_t *lines = load_shared_jsonl("conformance/api-errors.jsonl");
+    CHECK(lines != NULL);
     int n_validation = 0, n_pass = 0;
-    while (getline(&line, &cap, f) > 0) {
-        json_error_t jerr;
-        json_t *j = json_loads(line, 0, &jerr);
-        CHECK(j != NULL);
-        if (!j)
-            continue;
+    size_t i;
+    json_t *j;
+    json_array_foreach(lines, i, j) {
         const char *name = json_string_value(json_object_get(j, "name"));
         const char *op = json_string_value(json_object_get(j, "operation"));
         const char *msg = json_string_value(json_object_get(j, "error_message"));
@@ -614,10 +602,8 @@ static void test_conformance(void)
             CHECK(rc == 0);
         }
         eb_buf_free(&m);
-        json_decref(j);
     }
-    free(line);
-    fclose(f);
+    json_decref(lines);
     printf("shape conformance: %d validation messages compared, %d requests passed unchanged\n", n_validation,
            n_pass);
     CHECK(n_validation == 9);
