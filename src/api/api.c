@@ -209,10 +209,7 @@ void eb_api_serve(eb_api *a, const eb_api_request *r, eb_api_reply_fn reply, voi
         return;
     eb_error jerr;
     if (eb_json_check(r->body, r->len, EB_DEFAULT_MAX_DEPTH, &jerr) != EB_OK) {
-        const char *why = jerr.message;
-        if (!strncmp(why, "Event is not valid: ", 20))
-            why += 20;
-        answer_error(cl, 400, "SerializationException", "The request body is not valid JSON: %s", why);
+        answer_error(cl, 400, "SerializationException", "Could not read the request body: %s", jerr.message);
         return;
     }
     eb_caller who = {account, region};

@@ -1233,7 +1233,9 @@ static int read_event(eb_matcher *mt, const char *json, size_t len, unsigned fla
     return 0;
 }
 
-static eb_status set_err(eb_matcher *mt, eb_error *err, eb_status code)
+/* `what` names the checked thing for the message: "Event is not valid" for
+ * eb_match, "invalid JSON" for eb_json_check (any document). */
+static eb_status set_err_as(eb_matcher *mt, eb_error *err, eb_status code, const char *what)
 {
     if (err) {
         err->code = code;
@@ -1241,10 +1243,15 @@ static eb_status set_err(eb_matcher *mt, eb_error *err, eb_status code)
         if (code == EB_ERR_NOMEM)
             ebp_errf(err->message, sizeof err->message, "out of memory");
         else
-            ebp_errf(err->message, sizeof err->message, "Event is not valid: %s at byte %zu",
+            ebp_errf(err->message, sizeof err->message, "%s: %s at byte %zu", what,
                      mt->err ? mt->err : "invalid JSON", mt->err_off);
     }
     return code;
+}
+
+static eb_status set_err(eb_matcher *mt, eb_error *err, eb_status code)
+{
+    return set_err_as(mt, err, code, "Event is not valid");
 }
 
 static void consider(eb_matcher *mt, uint32_t sr, uint32_t gen)
@@ -1324,6 +1331,6 @@ eb_status eb_json_check(const char *json, size_t len, unsigned max_depth, eb_err
     }
     free(mt.vstack);
     if (rc)
-        return set_err(&mt, err, EB_ERR_EVENT);
+        return set_err_as(&mt, err, EB_ERR_EVENT, "invalid JSON");
     return EB_OK;
 }
