@@ -12,6 +12,8 @@
 #define _GNU_SOURCE
 #include "fastput.h"
 
+#include "../util/util.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,16 +42,10 @@ static int hex4(const char *s, unsigned *v)
 {
     unsigned x = 0;
     for (int i = 0; i < 4; i++) {
-        char c = s[i];
-        x <<= 4;
-        if (c >= '0' && c <= '9')
-            x |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            x |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            x |= (unsigned)(c - 'A' + 10);
-        else
+        int d = eb_hexval((unsigned char)s[i]);
+        if (d < 0)
             return -1;
+        x = x << 4 | (unsigned)d;
     }
     *v = x;
     return 0;

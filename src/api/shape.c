@@ -593,16 +593,6 @@ static uint32_t utf8_next(const unsigned char *s, size_t n, size_t *i)
     return cp;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Predefined classes added to c (negated forms only outside brackets, where
  * c is fresh). */
@@ -673,7 +663,7 @@ static int rx_escape(rx *r, uint32_t *cp, char *pre, unsigned *prop)
         int nd = e == 'x' ? 2 : 4;
         uint32_t v = 0;
         for (int i = 0; i < nd; i++) {
-            int h = r->pos < r->len ? hexval(r->p[r->pos]) : -1;
+            int h = r->pos < r->len ? eb_hexval((unsigned char)r->p[r->pos]) : -1;
             if (h < 0) {
                 r->err = 1;
                 return 0;

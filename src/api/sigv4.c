@@ -158,17 +158,6 @@ static int uri_encode(eb_buf *b, const char *s, size_t len, int keep_slash)
     return 0;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode then URI-encode (unreserved kept, everything else %XX). */
 static int query_component(eb_buf *b, const char *s, size_t len)
 {
@@ -177,8 +166,8 @@ static int query_component(eb_buf *b, const char *s, size_t len)
         return -1;
     for (size_t i = 0; i < len; i++) {
         int h, l;
-        if (s[i] == '%' && i + 2 < len && (h = hexval((unsigned char)s[i + 1])) >= 0 &&
-            (l = hexval((unsigned char)s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < len && (h = eb_hexval((unsigned char)s[i + 1])) >= 0 &&
+            (l = eb_hexval((unsigned char)s[i + 2])) >= 0) {
             tmp.p[tmp.n++] = (char)(h * 16 + l);
             i += 2;
         } else {

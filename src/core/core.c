@@ -567,19 +567,16 @@ void eb_core_close(eb_core *c)
 
 /* ---- pagination ------------------------------------------------------------------------- */
 /* NextToken = hex of the last name returned. */
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 static int token_decode(const char *tok, char *out, size_t n)
 {
     size_t len = strlen(tok);
     if (len % 2 || len / 2 >= n)
         return -1;
     for (size_t i = 0; i < len; i += 2) {
-        int hi = hexval(tok[i]), lo = hexval(tok[i + 1]);
-        if (hi < 0 || lo < 0 || (hi | lo) == 0)
+        /* tokens are written in lower case (token_encode); nothing else is one */
+        int hi = eb_hexval((unsigned char)tok[i]), lo = eb_hexval((unsigned char)tok[i + 1]);
+        if (hi < 0 || lo < 0 || (hi | lo) == 0 || (tok[i] >= 'A' && tok[i] <= 'F') ||
+            (tok[i + 1] >= 'A' && tok[i + 1] <= 'F'))
             return -1;
         out[i / 2] = (char)(hi << 4 | lo);
     }

@@ -321,6 +321,17 @@ void eb_time_rfc3339(int64_t epoch_s, char out[21])
     snprintf(out, 21, "%04u-%02u-%02uT%02u:%02u:%02uZ", y, mo, d, h, mi, se);
 }
 
+int eb_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 int eb_ct_equal(const void *a, const void *b, size_t n)
 {
     const volatile unsigned char *x = a, *y = b;

@@ -49,6 +49,9 @@ uint64_t eb_mono_ns(void);
 /* `YYYY-MM-DDThh:mm:ssZ` for epoch seconds (UTC); out needs 21 bytes. */
 void eb_time_rfc3339(int64_t epoch_s, char out[21]);
 
+/* The value of one hexadecimal digit (either case), or -1. */
+int eb_hexval(int c);
+
 /* Constant-time comparison of two equal-length byte strings: 1 when equal. */
 int eb_ct_equal(const void *a, const void *b, size_t n);
 
