@@ -73,3 +73,33 @@ int eb_store_stats_get(eb_store *s, eb_store_stats *out)
 {
     return s->ops->stats(s, out);
 }
+
+void eb_store_set_job_sink(eb_store *s, eb_store_jobs_fn fn, void *ctx)
+{
+    s->ops->set_job_sink(s, fn, ctx);
+}
+
+int eb_store_job_scan(eb_store *s, int64_t after, size_t limit, int64_t *last, eb_store_jobs_fn fn, void *ctx)
+{
+    return s->ops->job_scan(s, after, limit, last, fn, ctx);
+}
+
+int eb_store_job_update(eb_store *s, const eb_job_update *u, size_t n, eb_store_done_fn done, void *ctx)
+{
+    return s->ops->job_update(s, u, n, done, ctx);
+}
+
+int eb_store_dead_scan(eb_store *s, const char *queue, eb_store_dead_fn fn, void *ctx)
+{
+    return s->ops->dead_scan(s, queue, fn, ctx);
+}
+
+int eb_store_dead_redrive(eb_store *s, int64_t id, int64_t now_ms)
+{
+    return s->ops->dead_redrive(s, id, now_ms);
+}
+
+int eb_store_dead_delete(eb_store *s, int64_t id)
+{
+    return s->ops->dead_delete(s, id);
+}

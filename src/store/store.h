@@ -55,6 +55,7 @@ typedef struct {
     const char *body;     /* the envelope JSON as delivered without transformation */
     size_t len;
     uint32_t first_job, njobs;
+    uint32_t hops;        /* bus-to-bus forwards behind this event (0 = put directly) */
 } eb_store_event;
 
 /* One delivery job: deliver the event to one target of one rule. */
@@ -63,7 +64,7 @@ typedef struct {
     const char *target_id; /* the target's Id */
 } eb_store_job;
 
-/* Called once per append, from the committer thread, after the batch was
+/* Called once per append, from the store's thread, after the batch was
  * committed (status EB_STORE_OK; durable as the sync mode says) or failed
  * (status < 0: nothing of this append is stored). Must not block long. */
 typedef void (*eb_store_done_fn)(void *ctx, int status);
@@ -73,6 +74,62 @@ typedef int (*eb_store_doc_fn)(void *ctx, const char *key, const char *doc, size
 
 /* Called per stored event by event_scan; return non-zero to stop. */
 typedef int (*eb_store_event_fn)(void *ctx, const char *id, const char *body, size_t len, uint32_t pending_jobs);
+
+/* A delivery job as the delivery engine sees it: strings and body are valid
+ * during the callback only. */
+typedef struct {
+    int64_t job_id;        /* unique among pending jobs */
+    int64_t event_row;     /* the stored event's handle */
+    const char *rule;      /* rule key: account/region/bus/rule */
+    const char *target_id;
+    const char *event_id;
+    const char *body;      /* the event envelope */
+    size_t len;
+    int64_t time_ms;       /* ingestion time */
+    uint32_t attempts;     /* attempts made so far */
+    uint32_t hops;
+    int64_t next_attempt_ms; /* not before (0 = now) */
+} eb_store_job_rec;
+
+/* Jobs handed to the delivery engine (fresh ones after their commit, or a
+ * page of a scan). */
+typedef void (*eb_store_jobs_fn)(void *ctx, const eb_store_job_rec *jobs, size_t n);
+
+/* What became of one job; queued for the committer's next transaction (not
+ * acknowledged: after a crash an unrecorded outcome means the job is
+ * delivered again, which at-least-once allows). */
+typedef enum {
+    EB_JOB_FINISHED = 0, /* delivered, dropped or dead-lettered: the job goes */
+    EB_JOB_RETRY,        /* failed, to be retried: attempts / next_attempt_ms recorded */
+} eb_job_outcome;
+
+typedef struct {
+    int64_t job_id, event_row;
+    eb_job_outcome outcome;
+    uint32_t attempts;
+    int64_t next_attempt_ms;
+    /* EB_JOB_FINISHED into a dead-letter queue: dlq = queue key
+     * "account/region/name" (NULL = none) in the same transaction. */
+    const char *dlq;
+    const char *dlq_attrs; /* JSON object text: the message attributes */
+    const char *rule, *target_id, *event_id;
+    const char *body;      /* the message (the event) */
+    size_t len;
+    int64_t time_ms;
+} eb_job_update;
+
+/* One dead letter. */
+typedef struct {
+    int64_t id;
+    const char *queue;     /* "account/region/name" */
+    int64_t time_ms;       /* when it was dead-lettered */
+    const char *attrs;     /* JSON object text */
+    const char *rule, *target_id, *event_id;
+    const char *body;
+    size_t len;
+} eb_store_dead;
+
+typedef int (*eb_store_dead_fn)(void *ctx, const eb_store_dead *d);
 
 typedef struct {
     uint64_t events;       /* events stored */
@@ -92,6 +149,12 @@ typedef struct {
                   eb_store_done_fn done, void *ctx);
     int (*event_scan)(eb_store *s, eb_store_event_fn fn, void *ctx);
     int (*stats)(eb_store *s, eb_store_stats *out);
+    void (*set_job_sink)(eb_store *s, eb_store_jobs_fn fn, void *ctx);
+    int (*job_scan)(eb_store *s, int64_t after, size_t limit, int64_t *last, eb_store_jobs_fn fn, void *ctx);
+    int (*job_update)(eb_store *s, const eb_job_update *u, size_t n, eb_store_done_fn done, void *ctx);
+    int (*dead_scan)(eb_store *s, const char *queue, eb_store_dead_fn fn, void *ctx);
+    int (*dead_redrive)(eb_store *s, int64_t id, int64_t now_ms);
+    int (*dead_delete)(eb_store *s, int64_t id);
 } eb_store_ops;
 
 /* Every backend's handle starts with this. */
@@ -124,5 +187,32 @@ int eb_store_append_wait(eb_store *s, const eb_store_event *ev, size_t nev, cons
 
 int eb_store_event_scan(eb_store *s, eb_store_event_fn fn, void *ctx);
 int eb_store_stats_get(eb_store *s, eb_store_stats *out);
+
+/* ---- the delivery queue --------------------------------------------------------------
+ * Set once, before events flow: fn receives the jobs of every append right
+ * after its commit is durable (and before the append's done callback), on the
+ * store's thread; it must copy what it keeps and not block long. */
+void eb_store_set_job_sink(eb_store *s, eb_store_jobs_fn fn, void *ctx);
+/* Pending jobs with job_id > after, ascending: examines at most limit of them
+ * and hands those not on their way to the sink (committed, not yet handed
+ * over) to fn in one call (n may be 0). Returns how many were examined (fewer
+ * than limit: the end was reached) with *last = the highest id examined, or
+ * an error < 0. The engine pages through them on start (jobs pending or in
+ * flight at a crash) and to pick up jobs it did not keep. */
+int eb_store_job_scan(eb_store *s, int64_t after, size_t limit, int64_t *last, eb_store_jobs_fn fn, void *ctx);
+/* Record outcomes (copied; asynchronous, see eb_job_update). `done`
+ * (may be NULL) runs once they are committed or failed, on the store's
+ * thread. Until then a scan may still return the job: the engine keeps
+ * finished jobs marked until `done`. Returns EB_STORE_OK when queued. */
+int eb_store_job_update(eb_store *s, const eb_job_update *u, size_t n, eb_store_done_fn done, void *ctx);
+
+/* ---- dead letters --------------------------------------------------------------------
+ * Dead letters of one queue (NULL = all), oldest first. */
+int eb_store_dead_scan(eb_store *s, const char *queue, eb_store_dead_fn fn, void *ctx);
+/* Re-drive one: its event becomes pending again for its (rule, target) with
+ * fresh attempts, and the dead letter goes, in one transaction. A running
+ * server picks the job up on its next scan. EB_STORE_ERR_NOTFOUND if absent. */
+int eb_store_dead_redrive(eb_store *s, int64_t id, int64_t now_ms);
+int eb_store_dead_delete(eb_store *s, int64_t id);
 
 #endif

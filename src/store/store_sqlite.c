@@ -91,13 +91,14 @@
 #include <unistd.h>
 
 #define DB_FILE "ebridge.db"
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #ifndef EB_SQLITE_MAX_BATCH
 #define EB_SQLITE_MAX_BATCH 5000u
 #endif
 #define DEFAULT_MAX_BATCH EB_SQLITE_MAX_BATCH
 #define QUEUE_BATCHES 4u       /* queued stored events beyond this many batches make appenders wait */
 #define QUEUE_APPENDS 65536u   /* ... and so do this many queued appends */
+#define SYNC_QUEUE_MAX 4u      /* committed batches waiting for their fsync before the committer waits */
 #define COMPACT_LIMIT 5000     /* events deleted per compaction at most */
 #define COMPACT_INTERVAL_MS 1000
 #define BUSY_TIMEOUT_MS 10000
@@ -118,13 +119,21 @@ static const char SCHEMA[] =
     " PRIMARY KEY (kind, key)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS events("
     " rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL,"
-    " bus TEXT NOT NULL, time_ms INTEGER NOT NULL, pending INTEGER NOT NULL, body BLOB NOT NULL);"
+    " bus TEXT NOT NULL, time_ms INTEGER NOT NULL, pending INTEGER NOT NULL, body BLOB NOT NULL,"
+    " hops INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS events_done ON events(time_ms) WHERE pending = 0;"
     "CREATE TABLE IF NOT EXISTS jobs("
     " id INTEGER PRIMARY KEY, event INTEGER NOT NULL, rule TEXT NOT NULL,"
     " target_id TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,"
     " next_attempt_ms INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_attempt_ms);";
+    "CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_attempt_ms);"
+    "CREATE TABLE IF NOT EXISTS dlq("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, time_ms INTEGER NOT NULL, attrs TEXT NOT NULL,"
+    " rule TEXT NOT NULL, target_id TEXT NOT NULL, event_id TEXT NOT NULL, body BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS dlq_queue ON dlq(queue, id);";
+
+/* From schema version 1 (no hops, no dead letters). */
+static const char MIGRATE_1_2[] = "ALTER TABLE events ADD COLUMN hops INTEGER NOT NULL DEFAULT 0;";
 
 /* ---- the queue ---------------------------------------------------------------- */
 
@@ -134,13 +143,26 @@ typedef struct {
     size_t id_n, account_n, region_n, bus_n, body_n;
     int64_t time_ms;
     size_t first_job, njobs; /* into the append's job array */
+    uint32_t hops;
+    int64_t row; /* its rowid, once inserted */
 } qev;
 
 typedef struct {
     const char *rule, *target;
     size_t rule_n, target_n;
+    int64_t id; /* the job's id, once inserted */
 } qjob;
 
+/* One job outcome (eb_store_job_update), pointing into its request's allocation. */
+typedef struct {
+    int64_t job_id, event_row, next_attempt_ms, time_ms;
+    eb_job_outcome outcome;
+    uint32_t attempts;
+    const char *dlq, *attrs, *rule, *target, *event_id, *body; /* dlq NULL = none */
+    size_t dlq_n, attrs_n, rule_n, target_n, event_id_n, body_n;
+} qupd;
+
+/* One queued request: an append (events + jobs) or a job update (upd). */
 typedef struct qappend {
     struct qappend *next;
     eb_store_done_fn done;
@@ -148,6 +170,9 @@ typedef struct qappend {
     size_t nev, njobs; /* stored ones */
     qev *ev;
     qjob *jobs;
+    size_t nupd;
+    qupd *upd;
+    int status; /* set by the committer */
 } qappend;
 
 typedef struct {
@@ -162,7 +187,7 @@ typedef struct {
 
     pthread_mutex_t cmu; /* guards cdb and its statements */
     sqlite3 *cdb;
-    sqlite3_stmt *c_put, *c_del, *c_scan, *c_evscan;
+    sqlite3_stmt *c_put, *c_del, *c_scan, *c_evscan, *c_jobscan;
     char *scanbuf; /* event_scan: NUL-terminated copy of a body */
     size_t scancap;
 
@@ -184,6 +209,26 @@ typedef struct {
     int closing;
     pthread_t committer;
     uint64_t n_events, n_jobs_pending, n_commits, n_appends;
+    int64_t pending_max; /* the highest job id written by the committer (set before its COMMIT) */
+
+    /* The syncer: committed batches wait here for their fsync (of the WAL,
+     * through wal_fd), then go to the job sink and their done callbacks, while
+     * the committer writes the next transaction. */
+    sqlite3_stmt *w_fin, *w_dec, *w_retry, *w_dead;
+    int wal_fd; /* -1: SQLite syncs each commit itself (synchronous=FULL) */
+    pthread_t syncer;
+    int have_syncer;
+    pthread_mutex_t smu; /* guards the fields below */
+    pthread_cond_t scv, sspace;
+    qappend *s_head, **s_tail;
+    unsigned s_batches;
+    int s_stop;
+    int failed; /* an fsync failed: nothing more is acknowledged */
+    int64_t handed_max; /* the highest job id handed to the sink */
+    eb_store_jobs_fn sink;
+    void *sink_ctx;
+    eb_store_job_rec *recs; /* the syncer's scratch */
+    size_t recs_cap;
 } sq_store;
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -202,13 +247,14 @@ static size_t slen(const char *s)
     return s ? strlen(s) : 0;
 }
 
-/* Copy n bytes of s (NULL = empty) to *p and return where they went. */
+/* Copy n bytes of s (NULL = empty) and a NUL to *p; return where they went. */
 static const char *put_str(char **p, const char *s, size_t n)
 {
     char *d = *p;
     if (n)
         memcpy(d, s, n);
-    *p = d + n;
+    d[n] = 0;
+    *p = d + n + 1;
     return d;
 }
 
@@ -385,7 +431,281 @@ static int sq_stats(eb_store *s_, eb_store_stats *out)
     return EB_STORE_OK;
 }
 
+/* ---- the delivery queue, dead letters ------------------------------------------------ */
+
+static void sq_set_job_sink(eb_store *s_, eb_store_jobs_fn fn, void *ctx)
+{
+    sq_store *s = (sq_store *)s_;
+    pthread_mutex_lock(&s->smu);
+    s->sink = fn;
+    s->sink_ctx = ctx;
+    pthread_mutex_unlock(&s->smu);
+}
+
+/* One scanned job, its strings at offsets into the page's buffer. */
+typedef struct {
+    eb_store_job_rec r;
+    size_t rule, target, event_id, body;
+} scan_row;
+
+static int sq_job_scan(eb_store *s_, int64_t after, size_t limit, int64_t *last, eb_store_jobs_fn fn, void *ctx)
+{
+    sq_store *s = (sq_store *)s_;
+    eb_buf text = {0};
+    scan_row *rows = NULL;
+    size_t nrows = 0, examined = 0;
+    int ret = EB_STORE_OK;
+    *last = after;
+    if (!limit)
+        return 0;
+    pthread_mutex_lock(&s->cmu);
+    sqlite3_stmt *st = s->c_jobscan;
+    int rc = sqlite3_bind_int64(st, 1, after);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)(limit > INT32_MAX ? INT32_MAX : limit));
+    int64_t handed = 0, pending = 0;
+    int first = 1;
+    rows = rc == SQLITE_OK ? malloc((limit > 4096 ? 4096 : limit) * sizeof *rows) : NULL;
+    size_t cap = limit > 4096 ? 4096 : limit;
+    if (!rows)
+        rc = SQLITE_NOMEM;
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        if (first) { /* read after the snapshot began: see the header */
+            pthread_mutex_lock(&s->smu);
+            handed = s->handed_max;
+            pending = s->pending_max;
+            pthread_mutex_unlock(&s->smu);
+            first = 0;
+        }
+        examined++;
+        int64_t id = sqlite3_column_int64(st, 0);
+        *last = id;
+        if (id > handed && id <= pending)
+            continue; /* on its way to the sink */
+        if (nrows == cap) {
+            scan_row *nr = realloc(rows, cap * 2 * sizeof *nr);
+            if (!nr) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            rows = nr;
+            cap *= 2;
+        }
+        scan_row *w = &rows[nrows++];
+        memset(w, 0, sizeof *w);
+        w->r.job_id = id;
+        w->r.event_row = sqlite3_column_int64(st, 1);
+        w->r.attempts = (uint32_t)sqlite3_column_int64(st, 4);
+        w->r.next_attempt_ms = sqlite3_column_int64(st, 5);
+        w->r.time_ms = sqlite3_column_int64(st, 7);
+        w->r.hops = (uint32_t)sqlite3_column_int64(st, 8);
+        const int cols[4] = {2, 3, 6, 9};
+        size_t *offs[4] = {&w->rule, &w->target, &w->event_id, &w->body};
+        for (int k = 0; k < 4; k++) {
+            const void *v = sqlite3_column_blob(st, cols[k]);
+            size_t n = (size_t)sqlite3_column_bytes(st, cols[k]);
+            *offs[k] = text.n;
+            if (eb_buf_append(&text, v ? v : "", n) || eb_buf_putc(&text, 0)) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            if (k == 3)
+                w->r.len = n;
+        }
+    }
+    int rc2 = sqlite3_reset(st);
+    if (rc == SQLITE_ROW || rc == SQLITE_OK)
+        rc = SQLITE_DONE;
+    if (rc != SQLITE_DONE && rc2 != SQLITE_OK)
+        rc = rc2;
+    if (rc != SQLITE_DONE)
+        ret = rc == SQLITE_NOMEM ? EB_STORE_ERR_NOMEM : io_error(s->cdb, "store: job_scan failed", rc);
+    pthread_mutex_unlock(&s->cmu);
+    if (ret == EB_STORE_OK) {
+        eb_store_job_rec *recs = nrows ? malloc(nrows * sizeof *recs) : NULL;
+        if (nrows && !recs) {
+            ret = EB_STORE_ERR_NOMEM;
+        } else {
+            for (size_t i = 0; i < nrows; i++) {
+                recs[i] = rows[i].r;
+                recs[i].rule = text.p + rows[i].rule;
+                recs[i].target_id = text.p + rows[i].target;
+                recs[i].event_id = text.p + rows[i].event_id;
+                recs[i].body = text.p + rows[i].body;
+            }
+            fn(ctx, recs, nrows);
+            free(recs);
+        }
+    }
+    free(rows);
+    eb_buf_free(&text);
+    return ret == EB_STORE_OK ? (int)(examined > INT32_MAX ? INT32_MAX : examined) : ret;
+}
+
+static int sq_dead_scan(eb_store *s_, const char *queue, eb_store_dead_fn fn, void *ctx)
+{
+    sq_store *s = (sq_store *)s_;
+    pthread_mutex_lock(&s->cmu);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->cdb,
+                                queue ? "SELECT id, queue, time_ms, attrs, rule, target_id, event_id, body FROM dlq"
+                                        " WHERE queue = ?1 ORDER BY id"
+                                      : "SELECT id, queue, time_ms, attrs, rule, target_id, event_id, body FROM dlq"
+                                        " ORDER BY id",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK && queue)
+        rc = bind_text(st, 1, queue, strlen(queue));
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        eb_store_dead d;
+        d.id = sqlite3_column_int64(st, 0);
+        d.queue = (const char *)sqlite3_column_text(st, 1);
+        d.time_ms = sqlite3_column_int64(st, 2);
+        d.attrs = (const char *)sqlite3_column_text(st, 3);
+        d.rule = (const char *)sqlite3_column_text(st, 4);
+        d.target_id = (const char *)sqlite3_column_text(st, 5);
+        d.event_id = (const char *)sqlite3_column_text(st, 6);
+        d.body = (const char *)sqlite3_column_text(st, 7);
+        d.len = (size_t)sqlite3_column_bytes(st, 7);
+        if (!d.queue || !d.attrs || !d.rule || !d.target_id || !d.event_id || !d.body) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (fn(ctx, &d)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    int ret = rc == SQLITE_DONE ? EB_STORE_OK
+              : rc == SQLITE_NOMEM ? EB_STORE_ERR_NOMEM
+                                   : io_error(s->cdb, "store: dead_scan failed", rc);
+    pthread_mutex_unlock(&s->cmu);
+    return ret;
+}
+
+/* Run a few statements on cdb as one transaction (cmu held). */
+static int c_exec_bound(sq_store *s, const char *sql, const int64_t *ints, int nints, sqlite3_stmt **keep)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->cdb, sql, -1, &st, NULL);
+    for (int i = 0; rc == SQLITE_OK && i < nints; i++)
+        rc = sqlite3_bind_int64(st, i + 1, ints[i]);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (keep && rc == SQLITE_ROW) {
+        *keep = st;
+        return rc;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? SQLITE_DONE : rc;
+}
+
+static int sq_dead_redrive(eb_store *s_, int64_t id, int64_t now_ms)
+{
+    sq_store *s = (sq_store *)s_;
+    pthread_mutex_lock(&s->cmu);
+    int ret = EB_STORE_OK;
+    sqlite3_stmt *get = NULL, *ins = NULL;
+    int rc = exec(s->cdb, "BEGIN IMMEDIATE");
+    if (rc != SQLITE_OK) {
+        ret = EB_STORE_ERR_IO;
+        goto out;
+    }
+    int64_t args[1] = {id};
+    rc = c_exec_bound(s, "SELECT rule, target_id, event_id, body FROM dlq WHERE id = ?1", args, 1, &get);
+    if (rc != SQLITE_ROW) {
+        ret = rc == SQLITE_DONE ? EB_STORE_ERR_NOTFOUND : EB_STORE_ERR_IO;
+        goto rollback;
+    }
+    const char *rule = (const char *)sqlite3_column_text(get, 0);
+    const char *target = (const char *)sqlite3_column_text(get, 1);
+    const char *event_id = (const char *)sqlite3_column_text(get, 2);
+    const void *body = sqlite3_column_blob(get, 3);
+    int blen = sqlite3_column_bytes(get, 3);
+    char acct[64] = "", region[64] = "", bus[300] = "";
+    if (!rule || !target || !event_id ||
+        sscanf(rule, "%63[^/]/%63[^/]/%299[^/]/", acct, region, bus) != 3) {
+        ret = EB_STORE_ERR_IO;
+        goto rollback;
+    }
+    rc = sqlite3_prepare_v2(s->cdb,
+                            "INSERT INTO events(id, account, region, bus, time_ms, pending, body, hops)"
+                            " VALUES (?1,?2,?3,?4,?5,1,?6,0)",
+                            -1, &ins, NULL);
+    if (rc == SQLITE_OK)
+        rc = bind_text(ins, 1, event_id, strlen(event_id));
+    if (rc == SQLITE_OK)
+        rc = bind_text(ins, 2, acct, strlen(acct));
+    if (rc == SQLITE_OK)
+        rc = bind_text(ins, 3, region, strlen(region));
+    if (rc == SQLITE_OK)
+        rc = bind_text(ins, 4, bus, strlen(bus));
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(ins, 5, now_ms);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob64(ins, 6, blen ? body : "", (sqlite3_uint64)blen, SQLITE_STATIC);
+    if (rc == SQLITE_OK && sqlite3_step(ins) != SQLITE_DONE)
+        rc = SQLITE_ERROR;
+    sqlite3_finalize(ins);
+    ins = NULL;
+    if (rc == SQLITE_OK) {
+        int64_t row = sqlite3_last_insert_rowid(s->cdb);
+        rc = sqlite3_prepare_v2(s->cdb, "INSERT INTO jobs(event, rule, target_id, next_attempt_ms) VALUES (?1,?2,?3,?4)",
+                                -1, &ins, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int64(ins, 1, row);
+        if (rc == SQLITE_OK)
+            rc = bind_text(ins, 2, rule, strlen(rule));
+        if (rc == SQLITE_OK)
+            rc = bind_text(ins, 3, target, strlen(target));
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int64(ins, 4, now_ms);
+        if (rc == SQLITE_OK && sqlite3_step(ins) != SQLITE_DONE)
+            rc = SQLITE_ERROR;
+        sqlite3_finalize(ins);
+    }
+    sqlite3_finalize(get);
+    get = NULL;
+    if (rc == SQLITE_OK)
+        rc = c_exec_bound(s, "DELETE FROM dlq WHERE id = ?1", args, 1, NULL);
+    if (rc != SQLITE_DONE && rc != SQLITE_OK) {
+        ret = io_error(s->cdb, "store: dead_redrive failed", rc);
+        goto rollback;
+    }
+    if (exec(s->cdb, "COMMIT") != SQLITE_OK) {
+        ret = EB_STORE_ERR_IO;
+        goto rollback;
+    }
+    pthread_mutex_lock(&s->qmu);
+    s->n_events++;
+    s->n_jobs_pending++;
+    pthread_mutex_unlock(&s->qmu);
+    goto out;
+rollback:
+    sqlite3_finalize(get);
+    exec(s->cdb, "ROLLBACK");
+out:
+    pthread_mutex_unlock(&s->cmu);
+    return ret;
+}
+
+static int sq_dead_delete(eb_store *s_, int64_t id)
+{
+    sq_store *s = (sq_store *)s_;
+    pthread_mutex_lock(&s->cmu);
+    int64_t args[1] = {id};
+    int rc = c_exec_bound(s, "DELETE FROM dlq WHERE id = ?1", args, 1, NULL);
+    int ret = rc == SQLITE_DONE ? (sqlite3_changes(s->cdb) ? EB_STORE_OK : EB_STORE_ERR_NOTFOUND)
+                                : io_error(s->cdb, "store: dead_delete failed", rc);
+    pthread_mutex_unlock(&s->cmu);
+    return ret;
+}
+
 /* ---- append ------------------------------------------------------------------------- */
+
+static int enqueue(sq_store *s, qappend *a, size_t sev);
 
 static int sq_append(eb_store *s_, const eb_store_event *ev, size_t nev, const eb_store_job *jobs, size_t njobs,
                      eb_store_done_fn done, void *ctx)
@@ -408,9 +728,9 @@ static int sq_append(eb_store *s_, const eb_store_event *ev, size_t nev, const e
             continue;
         sev++;
         sjobs += e->njobs;
-        bytes += slen(e->id) + slen(e->account) + slen(e->region) + slen(e->bus) + e->len;
+        bytes += slen(e->id) + slen(e->account) + slen(e->region) + slen(e->bus) + e->len + 5;
         for (uint32_t j = 0; j < e->njobs; j++)
-            bytes += slen(jobs[e->first_job + j].rule) + slen(jobs[e->first_job + j].target_id);
+            bytes += slen(jobs[e->first_job + j].rule) + slen(jobs[e->first_job + j].target_id) + 2;
     }
     size_t total = sizeof(qappend) + sev * sizeof(qev) + sjobs * sizeof(qjob) + bytes;
     qappend *a = malloc(total);
@@ -441,6 +761,8 @@ static int sq_append(eb_store *s_, const eb_store_event *ev, size_t nev, const e
         q->body_n = e->len;
         q->body = put_str(&p, e->body, e->len);
         q->time_ms = e->time_ms;
+        q->hops = e->hops;
+        q->row = 0;
         q->first_job = kj;
         q->njobs = e->njobs;
         for (uint32_t j = 0; j < e->njobs; j++) {
@@ -450,15 +772,32 @@ static int sq_append(eb_store *s_, const eb_store_event *ev, size_t nev, const e
             qj->rule = put_str(&p, src->rule, qj->rule_n);
             qj->target_n = slen(src->target_id);
             qj->target = put_str(&p, src->target_id, qj->target_n);
+            qj->id = 0;
         }
     }
+    a->nupd = 0;
+    a->upd = NULL;
+    a->status = 0;
+    return enqueue(s, a, sev);
+}
 
+/* Link a request into the committer's queue, waiting for room (never on the
+ * store's own threads, which are the ones that make room). Takes a. */
+static int enqueue(sq_store *s, qappend *a, size_t sev)
+{
+    pthread_mutex_lock(&s->smu);
+    int failed = s->failed;
+    pthread_mutex_unlock(&s->smu);
+    if (failed && sev) {
+        free(a);
+        return EB_STORE_ERR_IO;
+    }
     size_t max_events = (size_t)s->opt.max_batch_events * QUEUE_BATCHES;
     pthread_mutex_lock(&s->qmu);
     /* Back-pressure: wait while the queue is full (never on the committer
      * thread, which is the one that empties it). */
     if (s->head && !s->closing && (s->q_events + sev > max_events || s->q_appends >= QUEUE_APPENDS) &&
-        !pthread_equal(pthread_self(), s->committer)) {
+        !pthread_equal(pthread_self(), s->committer) && !(s->have_syncer && pthread_equal(pthread_self(), s->syncer))) {
         while (s->head && !s->closing && (s->q_events + sev > max_events || s->q_appends >= QUEUE_APPENDS))
             pthread_cond_wait(&s->spacecv, &s->qmu);
     }
@@ -476,13 +815,61 @@ static int sq_append(eb_store *s_, const eb_store_event *ev, size_t nev, const e
     return EB_STORE_OK;
 }
 
+static int sq_job_update(eb_store *s_, const eb_job_update *u, size_t n, eb_store_done_fn done, void *ctx)
+{
+    sq_store *s = (sq_store *)s_;
+    if (n && !u)
+        return EB_STORE_ERR_IO;
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        if (u[i].dlq)
+            bytes += slen(u[i].dlq) + slen(u[i].dlq_attrs) + slen(u[i].rule) + slen(u[i].target_id) +
+                     slen(u[i].event_id) + (u[i].body ? u[i].len : 0) + 6;
+    qappend *a = malloc(sizeof(qappend) + n * sizeof(qupd) + bytes);
+    if (!a)
+        return EB_STORE_ERR_NOMEM;
+    memset(a, 0, sizeof *a);
+    a->done = done;
+    a->ctx = ctx;
+    a->nupd = n;
+    a->upd = (qupd *)(a + 1);
+    char *p = (char *)(a->upd + n);
+    for (size_t i = 0; i < n; i++) {
+        qupd *q = &a->upd[i];
+        memset(q, 0, sizeof *q);
+        q->job_id = u[i].job_id;
+        q->event_row = u[i].event_row;
+        q->outcome = u[i].outcome;
+        q->attempts = u[i].attempts;
+        q->next_attempt_ms = u[i].next_attempt_ms;
+        q->time_ms = u[i].time_ms;
+        if (u[i].dlq && u[i].outcome == EB_JOB_FINISHED) {
+            q->dlq_n = slen(u[i].dlq);
+            q->dlq = put_str(&p, u[i].dlq, q->dlq_n);
+            q->attrs_n = slen(u[i].dlq_attrs);
+            q->attrs = put_str(&p, u[i].dlq_attrs, q->attrs_n);
+            q->rule_n = slen(u[i].rule);
+            q->rule = put_str(&p, u[i].rule, q->rule_n);
+            q->target_n = slen(u[i].target_id);
+            q->target = put_str(&p, u[i].target_id, q->target_n);
+            q->event_id_n = slen(u[i].event_id);
+            q->event_id = put_str(&p, u[i].event_id, q->event_id_n);
+            q->body_n = u[i].body ? u[i].len : 0;
+            q->body = put_str(&p, u[i].body, q->body_n);
+        }
+    }
+    return enqueue(s, a, 0);
+}
+
 /* ---- the committer -------------------------------------------------------------------- */
 
 /* Write every event/job of the batch in one transaction. */
-static int write_batch(sq_store *s, qappend *batch, size_t nev)
+static int write_batch(sq_store *s, qappend *batch, size_t nev, uint64_t *finished)
 {
     sqlite3 *db = s->wdb;
     const char *what = "begin";
+    int64_t max_job = 0;
+    *finished = 0;
     if (!sqlite3_get_autocommit(db)) /* a failed ROLLBACK left a transaction open */
         step_reset(s->w_rollback);
     int rc = step_reset(s->w_begin);
@@ -500,19 +887,63 @@ static int write_batch(sq_store *s, qappend *batch, size_t nev)
                 (rc = sqlite3_bind_int64(ie, 5, e->time_ms)) != SQLITE_OK ||
                 (rc = sqlite3_bind_int64(ie, 6, (sqlite3_int64)e->njobs)) != SQLITE_OK ||
                 (rc = sqlite3_bind_blob64(ie, 7, e->body_n ? e->body : "", e->body_n, SQLITE_STATIC)) != SQLITE_OK ||
+                (rc = sqlite3_bind_int64(ie, 8, (sqlite3_int64)e->hops)) != SQLITE_OK ||
                 (rc = step_reset(ie)) != SQLITE_DONE)
                 goto fail;
             sqlite3_int64 rowid = sqlite3_last_insert_rowid(db);
+            a->ev[i].row = rowid;
             what = "insert job";
             for (size_t j = 0; j < e->njobs; j++) {
-                const qjob *q = &a->jobs[e->first_job + j];
+                qjob *q = &a->jobs[e->first_job + j];
                 if ((rc = sqlite3_bind_int64(ij, 1, rowid)) != SQLITE_OK ||
                     (rc = bind_text(ij, 2, q->rule, q->rule_n)) != SQLITE_OK ||
                     (rc = bind_text(ij, 3, q->target, q->target_n)) != SQLITE_OK ||
                     (rc = sqlite3_bind_int64(ij, 4, e->time_ms)) != SQLITE_OK || (rc = step_reset(ij)) != SQLITE_DONE)
                     goto fail;
+                q->id = sqlite3_last_insert_rowid(db);
+                if (q->id > max_job)
+                    max_job = q->id;
             }
         }
+        for (size_t i = 0; i < a->nupd; i++) {
+            const qupd *u = &a->upd[i];
+            what = "update job";
+            if (u->outcome == EB_JOB_RETRY) {
+                if ((rc = sqlite3_bind_int64(s->w_retry, 1, u->job_id)) != SQLITE_OK ||
+                    (rc = sqlite3_bind_int64(s->w_retry, 2, (sqlite3_int64)u->attempts)) != SQLITE_OK ||
+                    (rc = sqlite3_bind_int64(s->w_retry, 3, u->next_attempt_ms)) != SQLITE_OK ||
+                    (rc = step_reset(s->w_retry)) != SQLITE_DONE)
+                    goto fail;
+                continue;
+            }
+            if ((rc = sqlite3_bind_int64(s->w_fin, 1, u->job_id)) != SQLITE_OK || (rc = step_reset(s->w_fin)) != SQLITE_DONE)
+                goto fail;
+            if (sqlite3_changes(db) != 1)
+                continue; /* already finished (a job handed over twice) */
+            (*finished)++;
+            if ((rc = sqlite3_bind_int64(s->w_dec, 1, u->event_row)) != SQLITE_OK ||
+                (rc = step_reset(s->w_dec)) != SQLITE_DONE)
+                goto fail;
+            if (u->dlq) {
+                what = "insert dead letter";
+                sqlite3_stmt *d = s->w_dead;
+                if ((rc = bind_text(d, 1, u->dlq, u->dlq_n)) != SQLITE_OK ||
+                    (rc = sqlite3_bind_int64(d, 2, u->time_ms)) != SQLITE_OK ||
+                    (rc = bind_text(d, 3, u->attrs_n ? u->attrs : "{}", u->attrs_n ? u->attrs_n : 2)) != SQLITE_OK ||
+                    (rc = bind_text(d, 4, u->rule, u->rule_n)) != SQLITE_OK ||
+                    (rc = bind_text(d, 5, u->target, u->target_n)) != SQLITE_OK ||
+                    (rc = bind_text(d, 6, u->event_id, u->event_id_n)) != SQLITE_OK ||
+                    (rc = sqlite3_bind_blob64(d, 7, u->body_n ? u->body : "", u->body_n, SQLITE_STATIC)) != SQLITE_OK ||
+                    (rc = step_reset(d)) != SQLITE_DONE)
+                    goto fail;
+            }
+        }
+    }
+    if (max_job) { /* scans skip these until the syncer has handed them over */
+        pthread_mutex_lock(&s->smu);
+        if (max_job > s->pending_max)
+            s->pending_max = max_job;
+        pthread_mutex_unlock(&s->smu);
     }
     what = "commit";
     rc = step_reset(s->w_commit);
@@ -524,6 +955,11 @@ fail:
            sqlite3_errmsg(db), nev);
     sqlite3_reset(s->w_ins_event);
     sqlite3_reset(s->w_ins_job);
+    sqlite3_reset(s->w_fin);
+    sqlite3_reset(s->w_dec);
+    sqlite3_reset(s->w_retry);
+    sqlite3_reset(s->w_dead);
+    *finished = 0;
     if (!sqlite3_get_autocommit(db)) {
         int rr = step_reset(s->w_rollback);
         if (rr != SQLITE_DONE)
@@ -532,14 +968,79 @@ fail:
     return EB_STORE_ERR_IO;
 }
 
+/* Run the sink and the done callbacks of a finished chain and free it. */
+static void finish_chain(sq_store *s, qappend *batch)
+{
+    eb_store_jobs_fn sink;
+    void *sink_ctx;
+    pthread_mutex_lock(&s->smu);
+    sink = s->sink;
+    sink_ctx = s->sink_ctx;
+    pthread_mutex_unlock(&s->smu);
+    int64_t handed = 0;
+    for (qappend *a = batch; a && sink; a = a->next) {
+        if (a->status != EB_STORE_OK || !a->njobs)
+            continue;
+        if (a->njobs > s->recs_cap) {
+            size_t cap = s->recs_cap ? s->recs_cap : 64;
+            while (cap < a->njobs)
+                cap *= 2;
+            eb_store_job_rec *nr = realloc(s->recs, cap * sizeof *nr);
+            if (!nr) { /* the engine's scan picks these jobs up later */
+                eb_log(EB_LOG_WARN, "store: out of memory handing over jobs", "jobs=%zu", a->njobs);
+                continue;
+            }
+            s->recs = nr;
+            s->recs_cap = cap;
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < a->nev; i++) {
+            const qev *e = &a->ev[i];
+            for (size_t j = 0; j < e->njobs; j++) {
+                const qjob *q = &a->jobs[e->first_job + j];
+                eb_store_job_rec *r = &s->recs[k++];
+                r->job_id = q->id;
+                r->event_row = e->row;
+                r->rule = q->rule; /* the queue copy's strings are NUL-terminated */
+                r->target_id = q->target;
+                r->event_id = e->id;
+                r->body = e->body;
+                r->len = e->body_n;
+                r->time_ms = e->time_ms;
+                r->attempts = 0;
+                r->hops = e->hops;
+                r->next_attempt_ms = 0;
+                if (q->id > handed)
+                    handed = q->id;
+            }
+        }
+        sink(sink_ctx, s->recs, k);
+    }
+    if (handed) {
+        pthread_mutex_lock(&s->smu);
+        if (handed > s->handed_max)
+            s->handed_max = handed;
+        pthread_mutex_unlock(&s->smu);
+    }
+    while (batch) {
+        qappend *next = batch->next;
+        if (batch->done)
+            batch->done(batch->ctx, batch->status);
+        free(batch);
+        batch = next;
+    }
+}
+
 static void commit_batch(sq_store *s, qappend *batch, size_t nappends)
 {
-    size_t nev = 0, njobs = 0;
+    size_t nev = 0, njobs = 0, nupd = 0;
     for (qappend *a = batch; a; a = a->next) {
         nev += a->nev;
         njobs += a->njobs;
+        nupd += a->nupd;
     }
-    int status = nev ? write_batch(s, batch, nev) : EB_STORE_OK;
+    uint64_t finished = 0;
+    int status = nev || nupd ? write_batch(s, batch, nev, &finished) : EB_STORE_OK;
     pthread_mutex_lock(&s->qmu);
     if (status == EB_STORE_OK) {
         if (nev)
@@ -547,14 +1048,66 @@ static void commit_batch(sq_store *s, qappend *batch, size_t nappends)
         s->n_appends += nappends;
         s->n_events += nev;
         s->n_jobs_pending += njobs;
+        s->n_jobs_pending -= finished <= s->n_jobs_pending ? finished : s->n_jobs_pending;
     }
     pthread_mutex_unlock(&s->qmu);
-    while (batch) {
-        qappend *next = batch->next;
-        if (batch->done)
-            batch->done(batch->ctx, status);
-        free(batch);
-        batch = next;
+    for (qappend *a = batch; a; a = a->next)
+        a->status = status;
+    if (!s->have_syncer) {
+        finish_chain(s, batch);
+        return;
+    }
+    /* Hand the batch to the syncer; wait while it is SYNC_QUEUE_MAX behind. */
+    pthread_mutex_lock(&s->smu);
+    while (s->s_batches >= SYNC_QUEUE_MAX && !s->s_stop)
+        pthread_cond_wait(&s->sspace, &s->smu);
+    *s->s_tail = batch;
+    while (batch->next)
+        batch = batch->next;
+    s->s_tail = &batch->next;
+    s->s_batches++;
+    pthread_cond_signal(&s->scv);
+    pthread_mutex_unlock(&s->smu);
+}
+
+/* The syncer: one fsync of the WAL covers every batch committed since the
+ * last one; then the batches' jobs go to the sink and their callbacks run. */
+static void *syncer_main(void *arg)
+{
+    sq_store *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->smu);
+        while (!s->s_head && !s->s_stop)
+            pthread_cond_wait(&s->scv, &s->smu);
+        qappend *chain = s->s_head;
+        s->s_head = NULL;
+        s->s_tail = &s->s_head;
+        s->s_batches = 0;
+        pthread_cond_broadcast(&s->sspace);
+        int stop = s->s_stop;
+        int failed = s->failed;
+        pthread_mutex_unlock(&s->smu);
+        if (!chain) {
+            if (stop)
+                return NULL;
+            continue;
+        }
+        int need = 0;
+        for (qappend *a = chain; a; a = a->next)
+            if (a->status == EB_STORE_OK && a->nev)
+                need = 1;
+        if (need && !failed && s->wal_fd >= 0 && fdatasync(s->wal_fd) != 0) {
+            eb_log(EB_LOG_ERROR, "store: fsync of the WAL failed; nothing more is acknowledged", "err=\"%s\"",
+                   strerror(errno));
+            pthread_mutex_lock(&s->smu);
+            s->failed = failed = 1;
+            pthread_mutex_unlock(&s->smu);
+        }
+        if (failed)
+            for (qappend *a = chain; a; a = a->next)
+                if (a->nev && a->status == EB_STORE_OK)
+                    a->status = EB_STORE_ERR_IO;
+        finish_chain(s, chain);
     }
 }
 
@@ -721,7 +1274,8 @@ static void *committer_main(void *arg)
 static void finalize_all(sq_store *s)
 {
     sqlite3_stmt **all[] = {&s->w_begin, &s->w_commit, &s->w_rollback, &s->w_ins_event, &s->w_ins_job,
-                            &s->w_compact, &s->c_put, &s->c_del, &s->c_scan, &s->c_evscan};
+                            &s->w_compact, &s->c_put, &s->c_del, &s->c_scan, &s->c_evscan, &s->w_fin,
+                            &s->w_dec, &s->w_retry, &s->w_dead, &s->c_jobscan};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         sqlite3_finalize(*all[i]);
         *all[i] = NULL;
@@ -754,6 +1308,19 @@ static void stop_checkpointer(sq_store *s)
     }
 }
 
+static void stop_syncer(sq_store *s)
+{
+    if (s->have_syncer) {
+        pthread_mutex_lock(&s->smu);
+        s->s_stop = 1;
+        pthread_cond_broadcast(&s->scv);
+        pthread_cond_broadcast(&s->sspace);
+        pthread_mutex_unlock(&s->smu);
+        pthread_join(s->syncer, NULL); /* it finishes what is queued first */
+        s->have_syncer = 0;
+    }
+}
+
 static void sq_close(eb_store *s_)
 {
     sq_store *s = (sq_store *)s_;
@@ -763,9 +1330,16 @@ static void sq_close(eb_store *s_)
     pthread_cond_broadcast(&s->spacecv);
     pthread_mutex_unlock(&s->qmu);
     pthread_join(s->committer, NULL); /* it commits what is queued first */
+    stop_syncer(s);
     stop_checkpointer(s);
     close_dbs(s);
+    if (s->wal_fd >= 0)
+        close(s->wal_fd);
+    free(s->recs);
     free(s->scanbuf);
+    pthread_cond_destroy(&s->scv);
+    pthread_cond_destroy(&s->sspace);
+    pthread_mutex_destroy(&s->smu);
     pthread_cond_destroy(&s->spacecv);
     pthread_cond_destroy(&s->qcv);
     pthread_mutex_destroy(&s->qmu);
@@ -784,6 +1358,12 @@ static const eb_store_ops sqlite_ops = {
     .append = sq_append,
     .event_scan = sq_event_scan,
     .stats = sq_stats,
+    .set_job_sink = sq_set_job_sink,
+    .job_scan = sq_job_scan,
+    .job_update = sq_job_update,
+    .dead_scan = sq_dead_scan,
+    .dead_redrive = sq_dead_redrive,
+    .dead_delete = sq_dead_delete,
 };
 
 /* mkdir -p, each created directory 0700 whatever the umask. */
@@ -945,6 +1525,7 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
     memcpy(path, dir, dn);
     memcpy(path + dn, "/" DB_FILE, sizeof "/" DB_FILE);
     s->base.ops = &sqlite_ops;
+    s->wal_fd = -1;
     if (opt)
         s->opt = *opt;
     if (!s->opt.max_batch_events)
@@ -983,8 +1564,9 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
         goto fail;
     }
     if (version < SCHEMA_VERSION) {
-        if (exec(s->wdb, "BEGIN IMMEDIATE") != SQLITE_OK || exec(s->wdb, SCHEMA) != SQLITE_OK ||
-            exec(s->wdb, "PRAGMA user_version=1") != SQLITE_OK || exec(s->wdb, "COMMIT") != SQLITE_OK) {
+        if (exec(s->wdb, "BEGIN IMMEDIATE") != SQLITE_OK || (version == 1 && exec(s->wdb, MIGRATE_1_2) != SQLITE_OK) ||
+            exec(s->wdb, SCHEMA) != SQLITE_OK || exec(s->wdb, "PRAGMA user_version=2") != SQLITE_OK ||
+            exec(s->wdb, "COMMIT") != SQLITE_OK) {
             set_err(err, errlen, "%s: cannot create the schema: %s", path, sqlite3_errmsg(s->wdb));
             goto fail;
         }
@@ -998,12 +1580,48 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
     }
     if (open_conn(s->cdb, csync, err, errlen))
         goto fail;
+    if (s->opt.sync == EB_SYNC_FULL) {
+        /* Durable commits without waiting for them: the committer's
+         * connection runs synchronous=NORMAL (WAL frames written, not synced)
+         * and the syncer fsyncs the WAL through its own descriptor before a
+         * batch is acknowledged, while the committer writes the next one.
+         * SQLite still syncs the WAL header when it starts the WAL over and
+         * around checkpoints, which keeps the file consistent. */
+        size_t pn = strlen(path);
+        char *wal = malloc(pn + 5);
+        if (wal) {
+            memcpy(wal, path, pn);
+            memcpy(wal + pn, "-wal", 5);
+            s->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+            free(wal);
+        }
+        if (s->wal_fd >= 0 && pragma(s->wdb, "PRAGMA synchronous=NORMAL", err, errlen)) {
+            close(s->wal_fd);
+            s->wal_fd = -1;
+        }
+        if (s->wal_fd < 0) {
+            eb_log(EB_LOG_WARN, "store: cannot open the WAL; SQLite syncs each commit itself", NULL);
+            if (err && errlen)
+                err[0] = 0;
+        }
+    }
     sqlite3_wal_hook(s->wdb, wal_hook, s);
     if (prep(s->wdb, "BEGIN IMMEDIATE", &s->w_begin) || prep(s->wdb, "COMMIT", &s->w_commit) ||
         prep(s->wdb, "ROLLBACK", &s->w_rollback) ||
         prep(s->wdb,
-             "INSERT INTO events(id, account, region, bus, time_ms, pending, body) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+             "INSERT INTO events(id, account, region, bus, time_ms, pending, body, hops)"
+             " VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
              &s->w_ins_event) ||
+        prep(s->wdb, "DELETE FROM jobs WHERE id = ?1", &s->w_fin) ||
+        prep(s->wdb, "UPDATE events SET pending = pending - 1 WHERE rowid = ?1", &s->w_dec) ||
+        prep(s->wdb, "UPDATE jobs SET attempts = ?2, next_attempt_ms = ?3 WHERE id = ?1", &s->w_retry) ||
+        prep(s->wdb,
+             "INSERT INTO dlq(queue, time_ms, attrs, rule, target_id, event_id, body) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+             &s->w_dead) ||
+        prep(s->cdb,
+             "SELECT j.id, j.event, j.rule, j.target_id, j.attempts, j.next_attempt_ms, e.id, e.time_ms, e.hops,"
+             " e.body FROM jobs j JOIN events e ON e.rowid = j.event WHERE j.id > ?1 ORDER BY j.id LIMIT ?2",
+             &s->c_jobscan) ||
         prep(s->wdb, "INSERT INTO jobs(event, rule, target_id, next_attempt_ms) VALUES (?1,?2,?3,?4)",
              &s->w_ins_job) ||
         prep(s->wdb,
@@ -1034,6 +1652,17 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
     s->tail = &s->head;
     pthread_mutex_init(&s->kmu, NULL);
     pthread_cond_init(&s->kcv, NULL);
+    pthread_mutex_init(&s->smu, NULL);
+    pthread_cond_init(&s->scv, NULL);
+    pthread_cond_init(&s->sspace, NULL);
+    s->s_tail = &s->s_head;
+    if (pthread_create(&s->syncer, NULL, syncer_main, s) == 0)
+        s->have_syncer = 1;
+    else if (s->wal_fd >= 0) { /* without the syncer nobody would fsync */
+        pragma(s->wdb, "PRAGMA synchronous=FULL", err, errlen);
+        close(s->wal_fd);
+        s->wal_fd = -1;
+    }
     if (sqlite3_open_v2(path, &s->kdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK &&
         open_conn(s->kdb, wsync, err, errlen) == 0 &&
         pthread_create(&s->checkpointer, NULL, checkpointer_main, s) == 0) {
@@ -1045,6 +1674,10 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
     }
     if (pthread_create(&s->committer, NULL, committer_main, s) != 0) {
         set_err(err, errlen, "cannot start the committer thread");
+        stop_syncer(s);
+        pthread_cond_destroy(&s->scv);
+        pthread_cond_destroy(&s->sspace);
+        pthread_mutex_destroy(&s->smu);
         stop_checkpointer(s);
         pthread_cond_destroy(&s->kcv);
         pthread_mutex_destroy(&s->kmu);
@@ -1061,6 +1694,8 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
 fail:
     eb_log(EB_LOG_ERROR, "store: open failed", "dir=\"%s\" err=\"%s\"", dir, err && errlen ? err : "");
     close_dbs(s);
+    if (s->wal_fd >= 0)
+        close(s->wal_fd);
     free(path);
     free(s);
     return NULL;
