@@ -6,6 +6,7 @@
 int cmd_test_pattern(int argc, char **argv);
 int cmd_match(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_dead_letters(int argc, char **argv);
 
 /* Read a whole file ("-" = stdin) into a malloc'd buffer (NUL-terminated);
  * gzip input is decompressed.  NULL with a message on stderr on failure. */

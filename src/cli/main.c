@@ -19,6 +19,8 @@ static void usage(FILE *out)
           "  serve [--listen HOST:PORT] [--data-dir DIR] [--config FILE] [...]\n"
           "                               the EventBridge API server (AWS JSON 1.1 on POST /;\n"
           "                               `ebridge serve --help` lists every option)\n"
+          "  dead-letters [--data-dir DIR] list|redrive|delete [--queue QUEUE] [--id N]...\n"
+          "                               the dead letters of failed deliveries\n"
           "  help                         this text\n",
           out);
 }
@@ -36,6 +38,8 @@ int main(int argc, char **argv)
         return cmd_match(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve"))
         return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "dead-letters"))
+        return cmd_dead_letters(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
         return 0;

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "../api/api.h"
 #include "../api/http.h"
+#include "../deliver/deliver.h"
 #include "../store/store.h"
 #include "../util/util.h"
 #include "cli.h"
@@ -30,6 +31,13 @@ typedef struct {
     size_t max_body;
     eb_credential *creds;
     size_t ncreds;
+    eb_function *functions;
+    size_t nfunctions, capfunctions;
+    char **fn_strs; /* strings made for functions from flags */
+    size_t nfn_strs;
+    long function_timeout_ms;
+    unsigned function_concurrency;
+    double time_scale;
     json_t *config_doc; /* owns the strings of creds and of values read from the config */
 } serve_opts;
 
@@ -39,6 +47,8 @@ static void serve_usage(FILE *out)
           "                     [--region R] [--account 123456789012] [--log-level debug|info|warn|error]\n"
           "                     [--sync full|normal|off] [--retention SECONDS] [--threads N]\n"
           "                     [--strict-sources] [--insecure]\n"
+          "                     [--function NAME=PROGRAM|URL]... [--function-timeout SECONDS]\n"
+          "                     [--function-concurrency N] [--test-time-scale X]\n"
           "defaults: --listen 127.0.0.1:4010 --data-dir ./ebridge-data --region us-east-1\n"
           "          --account 000000000000 --sync full --retention 0 --log-level info\n",
           out);
@@ -113,7 +123,9 @@ static int parse_sync(const char *s, eb_sync_mode *m)
  *  "account": "000000000000", "log_level": "info", "sync": "full",
  *  "retention_seconds": 0, "threads": 0, "strict_sources": false, "insecure": false,
  *  "max_entries_bytes": 262144,
- *  "credentials": [{"access_key_id": "AK...", "secret_access_key": "...", "account": "123456789012"}]} */
+ *  "credentials": [{"access_key_id": "AK...", "secret_access_key": "...", "account": "123456789012"}],
+ *  "functions": {"NAME": "PROGRAM or http(s) URL"}, "function_timeout_seconds": 30,
+ *  "function_concurrency": 8} */
 static int load_config(serve_opts *o)
 {
     json_error_t je;
@@ -154,6 +166,17 @@ static int load_config(serve_opts *o)
         o->strict_sources = json_is_true(v);
     if (json_is_boolean(v = json_object_get(d, "insecure")))
         o->insecure = json_is_true(v);
+    const char *fk;
+    json_object_foreach(json_object_get(d, "functions"), fk, v) {
+        if (!json_is_string(v) || add_function(o, fk, strlen(fk), json_string_value(v))) {
+            fprintf(stderr, "ebridge serve: config: functions.%s must be a program or a URL\n", fk);
+            return -1;
+        }
+    }
+    if (json_is_number(v = json_object_get(d, "function_timeout_seconds")))
+        o->function_timeout_ms = (long)(json_number_value(v) * 1000);
+    if (json_is_integer(v = json_object_get(d, "function_concurrency")))
+        o->function_concurrency = (unsigned)json_integer_value(v);
     json_t *creds = json_object_get(d, "credentials");
     size_t n = json_array_size(creds);
     if (n) {
@@ -176,6 +199,40 @@ static int load_config(serve_opts *o)
             o->creds[o->ncreds++] = (eb_credential){ak, sk, acct};
         }
     }
+    return 0;
+}
+
+/* One function target: NAME -> a program (run with /bin/sh -c) or an http(s) URL. */
+static int add_function(serve_opts *o, const char *name, size_t nlen, const char *what)
+{
+    if (!nlen || nlen > 64 || !*what) {
+        fprintf(stderr, "ebridge serve: a function needs NAME=PROGRAM or NAME=URL\n");
+        return -1;
+    }
+    if (o->nfunctions == o->capfunctions) {
+        size_t nc = o->capfunctions ? o->capfunctions * 2 : 4;
+        eb_function *nf = realloc(o->functions, nc * sizeof *nf);
+        char **ns = realloc(o->fn_strs, nc * sizeof *ns);
+        if (nf)
+            o->functions = nf;
+        if (ns)
+            o->fn_strs = ns;
+        if (!nf || !ns)
+            return -1;
+        o->capfunctions = nc;
+    }
+    char *n = strndup(name, nlen);
+    if (!n)
+        return -1;
+    o->fn_strs[o->nfn_strs++] = n;
+    /* a later definition of the same name wins */
+    for (size_t i = 0; i < o->nfunctions; i++)
+        if (!strcmp(o->functions[i].name, n)) {
+            o->functions[i] = o->functions[--o->nfunctions];
+            break;
+        }
+    int url = !strncmp(what, "http://", 7) || !strncmp(what, "https://", 8);
+    o->functions[o->nfunctions++] = (eb_function){n, url ? NULL : what, url ? what : NULL};
     return 0;
 }
 
@@ -224,6 +281,26 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         } else if (!strcmp(a, "--insecure")) {
             o->insecure = 1;
             takes = 0;
+        } else if (!strcmp(a, "--function") && val) {
+            const char *eq = strchr(val, '=');
+            if (!eq || add_function(o, val, (size_t)(eq - val), eq + 1)) {
+                fprintf(stderr, "ebridge serve: bad --function '%s' (NAME=PROGRAM or NAME=URL)\n", val);
+                return -1;
+            }
+        } else if (!strcmp(a, "--function-timeout") && val) {
+            o->function_timeout_ms = (long)(strtod(val, NULL) * 1000);
+            if (o->function_timeout_ms <= 0) {
+                fprintf(stderr, "ebridge serve: bad --function-timeout '%s'\n", val);
+                return -1;
+            }
+        } else if (!strcmp(a, "--function-concurrency") && val) {
+            o->function_concurrency = (unsigned)strtoul(val, NULL, 10);
+        } else if (!strcmp(a, "--test-time-scale") && val) {
+            o->time_scale = strtod(val, NULL);
+            if (!(o->time_scale >= 1 && o->time_scale <= 1e6)) {
+                fprintf(stderr, "ebridge serve: bad --test-time-scale '%s' (1 to 1000000)\n", val);
+                return -1;
+            }
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             serve_usage(stdout);
             exit(0);
@@ -258,6 +335,7 @@ int cmd_serve(int argc, char **argv)
     eb_core *core = NULL;
     eb_api *api = NULL;
     eb_http_server *srv = NULL;
+    eb_deliver *dlv = NULL;
     if (parse_args(argc, argv, &o))
         goto out;
     eb_log_set_level(o.log_level);
@@ -292,6 +370,24 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "ebridge serve: %s\n", err);
         goto out;
     }
+    eb_deliver_config dc;
+    eb_deliver_config_defaults(&dc);
+    dc.core = core;
+    dc.store = store;
+    dc.data_dir = o.data_dir;
+    dc.functions = o.functions;
+    dc.nfunctions = o.nfunctions;
+    if (o.function_timeout_ms > 0)
+        dc.function_timeout_ms = o.function_timeout_ms;
+    if (o.function_concurrency)
+        dc.function_concurrency = o.function_concurrency;
+    if (o.time_scale >= 1)
+        dc.time_scale = o.time_scale;
+    dlv = eb_deliver_start(&dc, err, sizeof err);
+    if (!dlv) {
+        fprintf(stderr, "ebridge serve: cannot start delivery: %s\n", err);
+        goto out;
+    }
     eb_api_config ac = {.default_account = o.account,
                         .default_region = o.region,
                         .creds = o.creds,
@@ -315,9 +411,14 @@ out:
     if (srv)
         eb_http_stop(srv, 10000); /* drain in-flight requests; PutEvents waits for its commit */
     eb_api_free(api);
+    eb_deliver_stop(dlv); /* attempts in flight are delivered again after the next start */
     eb_core_close(core);
     eb_store_close(store);
     free(o.creds);
+    for (size_t i = 0; i < o.nfn_strs; i++)
+        free(o.fn_strs[i]);
+    free(o.fn_strs);
+    free(o.functions);
     json_decref(o.config_doc);
     if (rc == 0)
         eb_log(EB_LOG_INFO, "stopped", NULL);

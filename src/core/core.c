@@ -2058,3 +2058,258 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
     if (rc != EB_STORE_OK)
         pe_finish(w, rc);
 }
+
+/* ---- for the delivery engine ------------------------------------------------------------------------------- */
+eb_store *eb_core_store(eb_core *c)
+{
+    return c->store;
+}
+
+/* The rule of a key ACCOUNT/REGION/BUS/RULE (lock held). */
+static rule *rule_by_key(eb_core *c, const char *key)
+{
+    char parts[4][257];
+    if (split_key(key, parts, 4) != 4)
+        return NULL;
+    eb_caller who = {parts[0], parts[1]};
+    return rule_find(bus_find(region_find(c, &who), parts[2]), parts[3]);
+}
+
+void eb_target_info_free(eb_target_info *t)
+{
+    if (!t)
+        return;
+    free(t->account); /* one allocation holds all five strings */
+    json_decref(t->target);
+    memset(t, 0, sizeof *t);
+}
+
+int eb_core_target_get(eb_core *c, const char *rule_key, const char *target_id, eb_target_info *out)
+{
+    memset(out, 0, sizeof *out);
+    int ret = -1;
+    pthread_rwlock_rdlock(&c->lock);
+    rule *ru = rule_by_key(c, rule_key);
+    json_t *t, *found = NULL;
+    size_t i;
+    if (ru)
+        json_array_foreach(json_object_get(ru->doc, "Targets"), i, t) if (!strcmp(sget(t, "Id"), target_id)) {
+            found = t;
+            break;
+        }
+    if (found) {
+        const region *r = ru->bus->reg;
+        const char *arn = sget(ru->doc, "Arn");
+        const char *strs[5] = {r->account, r->region, ru->bus->name, ru->name, arn ? arn : ""};
+        size_t total = 0;
+        for (int k = 0; k < 5; k++)
+            total += strlen(strs[k]) + 1;
+        char *mem = malloc(total), *p = mem;
+        if (mem) {
+            char **dst[5] = {&out->account, &out->region, &out->bus, &out->rule, &out->rule_arn};
+            for (int k = 0; k < 5; k++) {
+                size_t n = strlen(strs[k]) + 1;
+                memcpy(p, strs[k], n);
+                *dst[k] = p;
+                p += n;
+            }
+            const char *state = sget(ru->doc, "State");
+            out->enabled = !state || strcmp(state, "DISABLED") != 0;
+            out->target = json_incref(found);
+            ret = 0;
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return ret;
+}
+
+/* Matched jobs of one event on one bus (lock held): rule keys and target ids
+ * into keys (NUL-separated pairs); returns the number of jobs or -1. */
+static long bus_jobs(eb_core *c, const region *r, const bus *b, const char *ev, size_t len, eb_buf *keys)
+{
+    if (!b->nrules)
+        return 0;
+    eb_matcher *mt = matcher_get(c);
+    if (!mt)
+        return -1;
+    eb_snapshot *snap = eb_machine_snapshot(b->m);
+    const uint64_t *matched;
+    size_t nm = 0;
+    eb_error err;
+    long n = 0;
+    int oom = 0;
+    if (eb_match(mt, snap, ev, len, 0 /* validating: bytes from the store */, &matched, &nm, &err) != EB_OK)
+        nm = 0;
+    for (size_t m = 0; m < nm; m++) {
+        const rule *ru = (const rule *)(uintptr_t)matched[m];
+        size_t ti;
+        json_t *t;
+        json_array_foreach(json_object_get(ru->doc, "Targets"), ti, t) {
+            oom |= eb_buf_printf(keys, "%s/%s/%s", r->name, b->name, ru->name) || eb_buf_putc(keys, 0) ||
+                   eb_buf_puts(keys, sget(t, "Id")) || eb_buf_putc(keys, 0);
+            n++;
+        }
+    }
+    eb_snapshot_release(snap);
+    matcher_put(c, mt);
+    return oom ? -1 : n;
+}
+
+/* Store one event with the jobs in keys (pairs); lock not held. */
+static int store_event_jobs(eb_core *c, const char *id, const char *account, const char *regname, const char *busname,
+                            const char *body, size_t len, uint32_t hops, const eb_buf *keys, long njobs,
+                            eb_store_done_fn done, void *ctx)
+{
+    eb_store_job *jobs = calloc((size_t)njobs, sizeof *jobs);
+    if (!jobs)
+        return EB_FWD_ERROR;
+    const char *p = keys->p;
+    for (long j = 0; j < njobs; j++) {
+        jobs[j].rule = p;
+        p += strlen(p) + 1;
+        jobs[j].target_id = p;
+        p += strlen(p) + 1;
+    }
+    eb_store_event ev = {.id = id,
+                         .account = account,
+                         .region = regname,
+                         .bus = busname,
+                         .time_ms = eb_now_ms(),
+                         .body = body,
+                         .len = len,
+                         .first_job = 0,
+                         .njobs = (uint32_t)njobs,
+                         .hops = hops};
+    int rc = eb_store_append(c->store, &ev, 1, jobs, (size_t)njobs, done, ctx);
+    free(jobs);
+    return rc == EB_STORE_OK ? EB_FWD_QUEUED : EB_FWD_ERROR;
+}
+
+int eb_core_forward(eb_core *c, const char *bus_arn, const char *event, size_t len, uint32_t hops,
+                    eb_store_done_fn done, void *ctx)
+{
+    arn_parts a;
+    if (parse_arn(bus_arn, &a) || strcmp(a.service, "events") || strncmp(a.resource, "event-bus/", 10))
+        return EB_FWD_NO_BUS;
+    if (hops + 1 > EB_MAX_HOPS)
+        return EB_FWD_LOOP;
+    /* the envelope: same id within a region, a new one across regions */
+    json_t *env = json_loadb(event, len, 0, NULL);
+    if (!json_is_object(env)) {
+        json_decref(env);
+        return EB_FWD_ERROR;
+    }
+    char id[37];
+    const char *evregion = sget(env, "region");
+    const char *evid = sget(env, "id");
+    char *body = NULL;
+    size_t blen = len;
+    if (evregion && evid && !strcmp(evregion, a.region) && strlen(evid) < sizeof id) {
+        snprintf(id, sizeof id, "%s", evid);
+    } else {
+        eb_uuid4(id);
+        json_object_set_new(env, "id", json_string(id));
+        body = json_dumps(env, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!body) {
+            json_decref(env);
+            return EB_FWD_ERROR;
+        }
+        blen = strlen(body);
+    }
+    json_decref(env);
+    eb_buf keys = {0};
+    long njobs;
+    char account[32], regname[64], busname[257];
+    pthread_rwlock_rdlock(&c->lock);
+    eb_caller who = {a.account, a.region};
+    region *r = region_find(c, &who);
+    bus *b = bus_find(r, a.resource + 10);
+    if (!b) {
+        pthread_rwlock_unlock(&c->lock);
+        free(body);
+        return EB_FWD_NO_BUS;
+    }
+    snprintf(account, sizeof account, "%s", r->account);
+    snprintf(regname, sizeof regname, "%s", r->region);
+    snprintf(busname, sizeof busname, "%s", b->name);
+    njobs = bus_jobs(c, r, b, body ? body : event, blen, &keys);
+    pthread_rwlock_unlock(&c->lock);
+    int ret;
+    if (njobs < 0)
+        ret = EB_FWD_ERROR;
+    else if (njobs == 0)
+        ret = EB_FWD_DELIVERED;
+    else
+        ret = store_event_jobs(c, id, account, regname, busname, body ? body : event, blen, hops + 1, &keys, njobs,
+                               done, ctx);
+    eb_buf_free(&keys);
+    free(body);
+    return ret;
+}
+
+void eb_core_schedules(eb_core *c, eb_sched_fn fn, void *ctx)
+{
+    char key[1024];
+    pthread_rwlock_rdlock(&c->lock);
+    for (size_t i = 0; i < c->nregions; i++) {
+        const region *r = c->regions[i];
+        for (size_t j = 0; j < r->nbuses; j++) {
+            const bus *b = r->buses[j];
+            for (size_t k = 0; k < b->nrules; k++) {
+                const rule *ru = b->rules[k];
+                const char *expr = sget(ru->doc, "ScheduleExpression");
+                if (!expr)
+                    continue;
+                const char *state = sget(ru->doc, "State");
+                snprintf(key, sizeof key, "%s/%s/%s", r->name, b->name, ru->name);
+                eb_sched_rule sr = {.rule_key = key,
+                                    .expr = expr,
+                                    .rule_arn = sget(ru->doc, "Arn"),
+                                    .created_ms = json_integer_value(json_object_get(ru->doc, "CreationTimeMs")),
+                                    .enabled = !state || strcmp(state, "DISABLED") != 0};
+                fn(ctx, &sr);
+            }
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+}
+
+int eb_core_fire_schedule(eb_core *c, const char *rule_key, int64_t at_s, eb_store_done_fn done, void *ctx)
+{
+    eb_buf keys = {0}, body = {0};
+    char id[37], tbuf[21], account[32], regname[64], busname[257];
+    long njobs = 0;
+    eb_uuid4(id);
+    eb_time_rfc3339(at_s, tbuf);
+    pthread_rwlock_rdlock(&c->lock);
+    rule *ru = rule_by_key(c, rule_key);
+    if (!ru) {
+        pthread_rwlock_unlock(&c->lock);
+        return EB_FWD_NO_BUS;
+    }
+    const region *r = ru->bus->reg;
+    snprintf(account, sizeof account, "%s", r->account);
+    snprintf(regname, sizeof regname, "%s", r->region);
+    snprintf(busname, sizeof busname, "%s", ru->bus->name);
+    int oom = eb_buf_puts(&body, "{\"version\":\"0\",\"id\":\"") || eb_buf_puts(&body, id) ||
+              eb_buf_puts(&body, "\",\"detail-type\":\"Scheduled Event\",\"source\":\"aws.events\",\"account\":\"") ||
+              eb_buf_puts(&body, r->account) || eb_buf_puts(&body, "\",\"time\":\"") || eb_buf_puts(&body, tbuf) ||
+              eb_buf_puts(&body, "\",\"region\":") || eb_buf_json_str(&body, r->region, strlen(r->region)) ||
+              eb_buf_puts(&body, ",\"resources\":[");
+    const char *arn = sget(ru->doc, "Arn");
+    oom |= eb_buf_json_str(&body, arn ? arn : "", arn ? strlen(arn) : 0) || eb_buf_puts(&body, "],\"detail\":{}}");
+    size_t ti;
+    json_t *t;
+    json_array_foreach(json_object_get(ru->doc, "Targets"), ti, t) {
+        oom |= eb_buf_puts(&keys, rule_key) || eb_buf_putc(&keys, 0) || eb_buf_puts(&keys, sget(t, "Id")) ||
+               eb_buf_putc(&keys, 0);
+        njobs++;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    int ret = oom ? EB_FWD_ERROR
+              : !njobs ? EB_FWD_DELIVERED
+                       : store_event_jobs(c, id, account, regname, busname, body.p, body.n, 0, &keys, njobs, done, ctx);
+    eb_buf_free(&keys);
+    eb_buf_free(&body);
+    return ret;
+}

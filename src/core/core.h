@@ -88,4 +88,49 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
 /* Is `op` an operation this server implements? */
 int eb_core_has_op(const char *op);
 
+/* ---- for the delivery engine ------------------------------------------------------------
+ * A delivery job names its rule by key (ACCOUNT/REGION/BUS/RULE) and its
+ * target by Id; every attempt looks the target up again, so changes apply to
+ * retries and removed targets/rules/buses are noticed. */
+typedef struct {
+    char *account, *region, *bus, *rule, *rule_arn; /* owned (eb_target_info_free) */
+    int enabled;      /* the rule's State */
+    json_t *target;   /* the stored Target object: a reference, never modified */
+} eb_target_info;
+
+/* 0 with *out filled, -1 when the rule or target no longer exists. */
+int eb_core_target_get(eb_core *c, const char *rule_key, const char *target_id, eb_target_info *out);
+void eb_target_info_free(eb_target_info *t);
+
+/* Bus-to-bus delivery (reference §4.5): the event is matched against the
+ * enabled rules of the bus `bus_arn` and stored with their jobs, envelope
+ * kept (a new id when the region changes); `hops` = forwards behind the
+ * event so far. Returns EB_FWD_QUEUED (done(ctx, status) follows once
+ * stored), or without calling done: EB_FWD_DELIVERED (no rule matched:
+ * nothing to store), EB_FWD_NO_BUS, EB_FWD_LOOP (past max_hops), EB_FWD_ERROR. */
+enum { EB_FWD_QUEUED = 0, EB_FWD_DELIVERED, EB_FWD_NO_BUS, EB_FWD_LOOP, EB_FWD_ERROR };
+#define EB_MAX_HOPS 4
+int eb_core_forward(eb_core *c, const char *bus_arn, const char *event, size_t len, uint32_t hops,
+                    eb_store_done_fn done, void *ctx);
+
+/* Scheduled rules (ScheduleExpression set), each under the model's read lock:
+ * fn must not call back into the core. */
+typedef struct {
+    const char *rule_key, *expr, *rule_arn;
+    int64_t created_ms;
+    int enabled;
+} eb_sched_rule;
+typedef void (*eb_sched_fn)(void *ctx, const eb_sched_rule *r);
+void eb_core_schedules(eb_core *c, eb_sched_fn fn, void *ctx);
+
+/* Fire a scheduled rule for its time at_s (epoch seconds): AWS's "Scheduled
+ * Event" (reference §8.4) with one job per target of the rule, stored like
+ * PutEvents' events. As eb_core_forward: EB_FWD_QUEUED (done follows),
+ * EB_FWD_DELIVERED (no targets), EB_FWD_NO_BUS (rule gone), EB_FWD_ERROR. */
+int eb_core_fire_schedule(eb_core *c, const char *rule_key, int64_t at_s, eb_store_done_fn done, void *ctx);
+
+/* Documents the delivery engine keeps (schedule state): thin pass-through to
+ * the store, so deliver/ needs no other store handle for them. */
+eb_store *eb_core_store(eb_core *c);
+
 #endif

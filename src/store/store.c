@@ -79,9 +79,10 @@ void eb_store_set_job_sink(eb_store *s, eb_store_jobs_fn fn, void *ctx)
     s->ops->set_job_sink(s, fn, ctx);
 }
 
-int eb_store_job_scan(eb_store *s, int64_t after, size_t limit, int64_t *last, eb_store_jobs_fn fn, void *ctx)
+int eb_store_job_scan(eb_store *s, int64_t after, size_t limit, int64_t *last, int (*want)(void *ctx, int64_t job_id),
+                      eb_store_jobs_fn fn, void *ctx)
 {
-    return s->ops->job_scan(s, after, limit, last, fn, ctx);
+    return s->ops->job_scan(s, after, limit, last, want, fn, ctx);
 }
 
 int eb_store_job_update(eb_store *s, const eb_job_update *u, size_t n, eb_store_done_fn done, void *ctx)

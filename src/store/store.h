@@ -150,7 +150,8 @@ typedef struct {
     int (*event_scan)(eb_store *s, eb_store_event_fn fn, void *ctx);
     int (*stats)(eb_store *s, eb_store_stats *out);
     void (*set_job_sink)(eb_store *s, eb_store_jobs_fn fn, void *ctx);
-    int (*job_scan)(eb_store *s, int64_t after, size_t limit, int64_t *last, eb_store_jobs_fn fn, void *ctx);
+    int (*job_scan)(eb_store *s, int64_t after, size_t limit, int64_t *last, int (*want)(void *ctx, int64_t job_id),
+                    eb_store_jobs_fn fn, void *ctx);
     int (*job_update)(eb_store *s, const eb_job_update *u, size_t n, eb_store_done_fn done, void *ctx);
     int (*dead_scan)(eb_store *s, const char *queue, eb_store_dead_fn fn, void *ctx);
     int (*dead_redrive)(eb_store *s, int64_t id, int64_t now_ms);
@@ -195,11 +196,14 @@ int eb_store_stats_get(eb_store *s, eb_store_stats *out);
 void eb_store_set_job_sink(eb_store *s, eb_store_jobs_fn fn, void *ctx);
 /* Pending jobs with job_id > after, ascending: examines at most limit of them
  * and hands those not on their way to the sink (committed, not yet handed
- * over) to fn in one call (n may be 0). Returns how many were examined (fewer
- * than limit: the end was reached) with *last = the highest id examined, or
- * an error < 0. The engine pages through them on start (jobs pending or in
- * flight at a crash) and to pick up jobs it did not keep. */
-int eb_store_job_scan(eb_store *s, int64_t after, size_t limit, int64_t *last, eb_store_jobs_fn fn, void *ctx);
+ * over) for which want(ctx, id) is non-zero (want NULL: all) to fn in one call
+ * (n may be 0); only those are read in full. want runs with the store's lock
+ * held: it must be quick and not call the store. Returns how many were
+ * examined (fewer than limit: the end was reached) with *last = the highest
+ * id examined, or an error < 0. The engine pages through them on start (jobs
+ * pending or in flight at a crash) and to pick up jobs it did not keep. */
+int eb_store_job_scan(eb_store *s, int64_t after, size_t limit, int64_t *last, int (*want)(void *ctx, int64_t job_id),
+                      eb_store_jobs_fn fn, void *ctx);
 /* Record outcomes (copied; asynchronous, see eb_job_update). `done`
  * (may be NULL) runs once they are committed or failed, on the store's
  * thread. Until then a scan may still return the job: the engine keeps

@@ -187,7 +187,7 @@ typedef struct {
 
     pthread_mutex_t cmu; /* guards cdb and its statements */
     sqlite3 *cdb;
-    sqlite3_stmt *c_put, *c_del, *c_scan, *c_evscan, *c_jobscan;
+    sqlite3_stmt *c_put, *c_del, *c_scan, *c_evscan, *c_jobscan, *c_jobevent;
     char *scanbuf; /* event_scan: NUL-terminated copy of a body */
     size_t scancap;
 
@@ -448,7 +448,8 @@ typedef struct {
     size_t rule, target, event_id, body;
 } scan_row;
 
-static int sq_job_scan(eb_store *s_, int64_t after, size_t limit, int64_t *last, eb_store_jobs_fn fn, void *ctx)
+static int sq_job_scan(eb_store *s_, int64_t after, size_t limit, int64_t *last, int (*want)(void *ctx, int64_t job_id),
+                       eb_store_jobs_fn fn, void *ctx)
 {
     sq_store *s = (sq_store *)s_;
     eb_buf text = {0};
@@ -481,8 +482,8 @@ static int sq_job_scan(eb_store *s_, int64_t after, size_t limit, int64_t *last,
         examined++;
         int64_t id = sqlite3_column_int64(st, 0);
         *last = id;
-        if (id > handed && id <= pending)
-            continue; /* on its way to the sink */
+        if ((id > handed && id <= pending) || (want && !want(ctx, id)))
+            continue; /* on its way to the sink, or not wanted */
         if (nrows == cap) {
             scan_row *nr = realloc(rows, cap * 2 * sizeof *nr);
             if (!nr) {
@@ -498,13 +499,25 @@ static int sq_job_scan(eb_store *s_, int64_t after, size_t limit, int64_t *last,
         w->r.event_row = sqlite3_column_int64(st, 1);
         w->r.attempts = (uint32_t)sqlite3_column_int64(st, 4);
         w->r.next_attempt_ms = sqlite3_column_int64(st, 5);
-        w->r.time_ms = sqlite3_column_int64(st, 7);
-        w->r.hops = (uint32_t)sqlite3_column_int64(st, 8);
-        const int cols[4] = {2, 3, 6, 9};
+        sqlite3_stmt *ev = s->c_jobevent;
+        if ((rc = sqlite3_bind_int64(ev, 1, w->r.event_row)) != SQLITE_OK)
+            break;
+        rc = sqlite3_step(ev);
+        if (rc != SQLITE_ROW) { /* a job without its event: nothing to deliver */
+            sqlite3_reset(ev);
+            nrows--;
+            rc = SQLITE_OK;
+            continue;
+        }
+        rc = SQLITE_OK;
+        w->r.time_ms = sqlite3_column_int64(ev, 1);
+        w->r.hops = (uint32_t)sqlite3_column_int64(ev, 2);
+        sqlite3_stmt *from[4] = {st, st, ev, ev};
+        const int cols[4] = {2, 3, 0, 3};
         size_t *offs[4] = {&w->rule, &w->target, &w->event_id, &w->body};
         for (int k = 0; k < 4; k++) {
-            const void *v = sqlite3_column_blob(st, cols[k]);
-            size_t n = (size_t)sqlite3_column_bytes(st, cols[k]);
+            const void *v = sqlite3_column_blob(from[k], cols[k]);
+            size_t n = (size_t)sqlite3_column_bytes(from[k], cols[k]);
             *offs[k] = text.n;
             if (eb_buf_append(&text, v ? v : "", n) || eb_buf_putc(&text, 0)) {
                 rc = SQLITE_NOMEM;
@@ -513,6 +526,7 @@ static int sq_job_scan(eb_store *s_, int64_t after, size_t limit, int64_t *last,
             if (k == 3)
                 w->r.len = n;
         }
+        sqlite3_reset(ev);
     }
     int rc2 = sqlite3_reset(st);
     if (rc == SQLITE_ROW || rc == SQLITE_OK)
@@ -971,15 +985,19 @@ fail:
 /* Run the sink and the done callbacks of a finished chain and free it. */
 static void finish_chain(sq_store *s, qappend *batch)
 {
-    eb_store_jobs_fn sink;
-    void *sink_ctx;
-    pthread_mutex_lock(&s->smu);
-    sink = s->sink;
-    sink_ctx = s->sink_ctx;
-    pthread_mutex_unlock(&s->smu);
+    /* The sink is called with smu held, so that eb_store_set_job_sink(NULL)
+     * returns only once no hand-over is running. */
     int64_t handed = 0;
-    for (qappend *a = batch; a && sink; a = a->next) {
+    pthread_mutex_lock(&s->smu);
+    eb_store_jobs_fn sink = s->sink;
+    void *sink_ctx = s->sink_ctx;
+    for (qappend *a = batch; a; a = a->next) {
         if (a->status != EB_STORE_OK || !a->njobs)
+            continue;
+        for (size_t j = 0; j < a->njobs; j++)
+            if (a->jobs[j].id > handed)
+                handed = a->jobs[j].id;
+        if (!sink)
             continue;
         if (a->njobs > s->recs_cap) {
             size_t cap = s->recs_cap ? s->recs_cap : 64;
@@ -1010,18 +1028,13 @@ static void finish_chain(sq_store *s, qappend *batch)
                 r->attempts = 0;
                 r->hops = e->hops;
                 r->next_attempt_ms = 0;
-                if (q->id > handed)
-                    handed = q->id;
             }
         }
         sink(sink_ctx, s->recs, k);
     }
-    if (handed) {
-        pthread_mutex_lock(&s->smu);
-        if (handed > s->handed_max)
-            s->handed_max = handed;
-        pthread_mutex_unlock(&s->smu);
-    }
+    if (handed > s->handed_max)
+        s->handed_max = handed;
+    pthread_mutex_unlock(&s->smu);
     while (batch) {
         qappend *next = batch->next;
         if (batch->done)
@@ -1275,7 +1288,7 @@ static void finalize_all(sq_store *s)
 {
     sqlite3_stmt **all[] = {&s->w_begin, &s->w_commit, &s->w_rollback, &s->w_ins_event, &s->w_ins_job,
                             &s->w_compact, &s->c_put, &s->c_del, &s->c_scan, &s->c_evscan, &s->w_fin,
-                            &s->w_dec, &s->w_retry, &s->w_dead, &s->c_jobscan};
+                            &s->w_dec, &s->w_retry, &s->w_dead, &s->c_jobscan, &s->c_jobevent};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         sqlite3_finalize(*all[i]);
         *all[i] = NULL;
@@ -1619,9 +1632,9 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
              "INSERT INTO dlq(queue, time_ms, attrs, rule, target_id, event_id, body) VALUES (?1,?2,?3,?4,?5,?6,?7)",
              &s->w_dead) ||
         prep(s->cdb,
-             "SELECT j.id, j.event, j.rule, j.target_id, j.attempts, j.next_attempt_ms, e.id, e.time_ms, e.hops,"
-             " e.body FROM jobs j JOIN events e ON e.rowid = j.event WHERE j.id > ?1 ORDER BY j.id LIMIT ?2",
+             "SELECT id, event, rule, target_id, attempts, next_attempt_ms FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?2",
              &s->c_jobscan) ||
+        prep(s->cdb, "SELECT id, time_ms, hops, body FROM events WHERE rowid = ?1", &s->c_jobevent) ||
         prep(s->wdb, "INSERT INTO jobs(event, rule, target_id, next_attempt_ms) VALUES (?1,?2,?3,?4)",
              &s->w_ins_job) ||
         prep(s->wdb,
