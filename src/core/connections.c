@@ -965,7 +965,9 @@ static json_t *op_deauthorize_connection(eb_conns *cs, const eb_caller *who, jso
     item *it = r ? table_get(&r->conns, name) : NULL;
     if (!it)
         return conn_missing(e, name);
-    if (!strcmp(sget(it->doc, "State"), "DEAUTHORIZED"))
+    /* already without credentials (a DEAUTHORIZED set by the delivery engine
+     * after a refused token request still holds them: those go now) */
+    if (!strcmp(sget(it->doc, "State"), "DEAUTHORIZED") && !json_object_get(it->doc, "AuthParameters"))
         return conn_answer(it->doc, "DEAUTHORIZED", 1);
     json_t *doc = json_deep_copy(it->doc);
     json_object_del(doc, "AuthParameters");
