@@ -2,8 +2,11 @@
  * from the service model, botocore 1.43.11) and the checks AWS applies to
  * them before an operation runs.  See shape.h for the contract.
  * Operations: the bus, rule, target, event, tag and permission operations,
- * plus CreateConnection and CreateApiDestination (their recorded validation
- * messages in api-errors.jsonl pin down the message format).
+ * and the connection and API destination operations (the recorded
+ * CreateConnection / CreateApiDestination validation messages in
+ * api-errors.jsonl pin down the message format). The HttpsEndpoint pattern
+ * does not look at the scheme: http:// URLs pass it as in AWS, whose HTTPS
+ * rule is a separate check (core/connections.c makes ours: http or https).
  *
  * Checking order and message format (reference §1.3.3, api-errors.jsonl):
  *  - a wrong JSON type anywhere -> SerializationException (the first one
@@ -449,6 +452,58 @@ STRUCT(CreateApiDestinationRequest,
        {"HttpMethod", &S_ApiDestinationHttpMethod, REQ},
        {"InvocationRateLimitPerSecond", &S_ApiDestinationInvocationRateLimitPerSecond, OPT});
 
+STRUCT(DescribeConnectionRequest, {"Name", &S_ConnectionName, REQ});
+ENUM(ConnectionState, "CREATING", "UPDATING", "DELETING", "AUTHORIZED", "DEAUTHORIZED", "AUTHORIZING",
+     "DEAUTHORIZING", "ACTIVE", "FAILED_CONNECTIVITY");
+STRUCT(ListConnectionsRequest,
+       {"NamePrefix", &S_ConnectionName, OPT},
+       {"ConnectionState", &S_ConnectionState, OPT},
+       {"NextToken", &S_NextToken, OPT},
+       {"Limit", &S_LimitMax100, OPT});
+STRUCT(UpdateConnectionBasicAuthRequestParameters,
+       {"Username", &S_AuthHeaderParameters, OPT},
+       {"Password", &S_AuthHeaderParametersSensitive, OPT});
+STRUCT(UpdateConnectionOAuthClientRequestParameters,
+       {"ClientID", &S_AuthHeaderParameters, OPT},
+       {"ClientSecret", &S_AuthHeaderParametersSensitive, OPT});
+STRUCT(UpdateConnectionOAuthRequestParameters,
+       {"ClientParameters", &S_UpdateConnectionOAuthClientRequestParameters, OPT},
+       {"AuthorizationEndpoint", &S_HttpsEndpoint, OPT},
+       {"HttpMethod", &S_ConnectionOAuthHttpMethod, OPT},
+       {"OAuthHttpParameters", &S_ConnectionHttpParameters, OPT});
+STRUCT(UpdateConnectionApiKeyAuthRequestParameters,
+       {"ApiKeyName", &S_AuthHeaderParameters, OPT},
+       {"ApiKeyValue", &S_AuthHeaderParametersSensitive, OPT});
+STRUCT(UpdateConnectionAuthRequestParameters,
+       {"BasicAuthParameters", &S_UpdateConnectionBasicAuthRequestParameters, OPT},
+       {"OAuthParameters", &S_UpdateConnectionOAuthRequestParameters, OPT},
+       {"ApiKeyAuthParameters", &S_UpdateConnectionApiKeyAuthRequestParameters, OPT},
+       {"InvocationHttpParameters", &S_ConnectionHttpParameters, OPT},
+       {"ConnectivityParameters", &S_ConnectivityResourceParameters, OPT});
+STRUCT(UpdateConnectionRequest,
+       {"Name", &S_ConnectionName, REQ},
+       {"Description", &S_ConnectionDescription, OPT},
+       {"AuthorizationType", &S_ConnectionAuthorizationType, OPT},
+       {"AuthParameters", &S_UpdateConnectionAuthRequestParameters, OPT},
+       {"InvocationConnectivityParameters", &S_ConnectivityResourceParameters, OPT},
+       {"KmsKeyIdentifier", &S_KmsKeyIdentifier, OPT});
+STRUCT(DeauthorizeConnectionRequest, {"Name", &S_ConnectionName, REQ});
+STRUCT(DeleteConnectionRequest, {"Name", &S_ConnectionName, REQ});
+STRUCT(DescribeApiDestinationRequest, {"Name", &S_ApiDestinationName, REQ});
+STRUCT(ListApiDestinationsRequest,
+       {"NamePrefix", &S_ApiDestinationName, OPT},
+       {"ConnectionArn", &S_ConnectionArn, OPT},
+       {"NextToken", &S_NextToken, OPT},
+       {"Limit", &S_LimitMax100, OPT});
+STRUCT(UpdateApiDestinationRequest,
+       {"Name", &S_ApiDestinationName, REQ},
+       {"Description", &S_ApiDestinationDescription, OPT},
+       {"ConnectionArn", &S_ConnectionArn, OPT},
+       {"InvocationEndpoint", &S_HttpsEndpoint, OPT},
+       {"HttpMethod", &S_ApiDestinationHttpMethod, OPT},
+       {"InvocationRateLimitPerSecond", &S_ApiDestinationInvocationRateLimitPerSecond, OPT});
+STRUCT(DeleteApiDestinationRequest, {"Name", &S_ApiDestinationName, REQ});
+
 static const struct {
     const char *op;
     const sh_shape *input;
@@ -476,7 +531,16 @@ static const struct {
     {"PutPermission", &S_PutPermissionRequest},
     {"RemovePermission", &S_RemovePermissionRequest},
     {"CreateConnection", &S_CreateConnectionRequest},
+    {"DescribeConnection", &S_DescribeConnectionRequest},
+    {"ListConnections", &S_ListConnectionsRequest},
+    {"UpdateConnection", &S_UpdateConnectionRequest},
+    {"DeauthorizeConnection", &S_DeauthorizeConnectionRequest},
+    {"DeleteConnection", &S_DeleteConnectionRequest},
     {"CreateApiDestination", &S_CreateApiDestinationRequest},
+    {"DescribeApiDestination", &S_DescribeApiDestinationRequest},
+    {"ListApiDestinations", &S_ListApiDestinationsRequest},
+    {"UpdateApiDestination", &S_UpdateApiDestinationRequest},
+    {"DeleteApiDestination", &S_DeleteApiDestinationRequest},
 };
 
 /* ==== regular expressions ================================================= */

@@ -6,6 +6,7 @@
 #include "core.h"
 
 #include "../util/util.h"
+#include "connections.h"
 #include "schedule.h"
 
 #include <ebridge/pattern.h>
@@ -55,6 +56,7 @@ struct eb_core {
     pthread_mutex_t pool_mu;
     eb_matcher **pool;
     size_t npool, cappool;
+    eb_conns *conns; /* connections and API destinations: own lock (connections.c) */
 };
 
 static const char *const PREDEFINED[] = {"aws.events.rule-arn", "aws.events.rule-name",
@@ -529,6 +531,8 @@ void eb_core_config_defaults(eb_core_config *c)
     c->max_rules_per_bus = 300;
     c->max_targets_per_rule = 5;
     c->max_event_depth = EB_DEFAULT_MAX_DEPTH;
+    c->max_connections = 3000;
+    c->max_api_destinations = 3000;
 }
 
 eb_core *eb_core_open(const eb_core_config *cfg, eb_store *store, char *err, size_t errlen)
@@ -547,13 +551,25 @@ eb_core *eb_core_open(const eb_core_config *cfg, eb_store *store, char *err, siz
         eb_core_close(c);
         return NULL;
     }
+    eb_conns_config ccfg = {cfg->partition, cfg->max_connections, cfg->max_api_destinations};
+    c->conns = eb_conns_open(&ccfg, store, err, errlen);
+    if (!c->conns) {
+        eb_core_close(c);
+        return NULL;
+    }
     return c;
+}
+
+eb_conns *eb_core_conns(eb_core *c)
+{
+    return c->conns;
 }
 
 void eb_core_close(eb_core *c)
 {
     if (!c)
         return;
+    eb_conns_close(c->conns);
     for (size_t i = 0; i < c->nregions; i++)
         region_free(c->regions[i]);
     free(c->regions);
@@ -1606,7 +1622,7 @@ static const struct {
 
 int eb_core_has_op(const char *op)
 {
-    if (!strcmp(op, "PutEvents"))
+    if (!strcmp(op, "PutEvents") || eb_conns_has_op(op))
         return 1;
     for (size_t i = 0; i < sizeof OPS / sizeof *OPS; i++)
         if (!strcmp(OPS[i].name, op))
@@ -1616,6 +1632,8 @@ int eb_core_has_op(const char *op)
 
 json_t *eb_core_call(eb_core *c, const eb_caller *who, const char *op, json_t *req, eb_core_error *e)
 {
+    if (eb_conns_has_op(op))
+        return eb_conns_call(c->conns, who, op, req, e);
     for (size_t i = 0; i < sizeof OPS / sizeof *OPS; i++) {
         if (strcmp(OPS[i].name, op))
             continue;

@@ -29,6 +29,8 @@ typedef struct {
     unsigned max_rules_per_bus;     /* (300) */
     unsigned max_targets_per_rule;  /* (5, hard in AWS) */
     unsigned max_event_depth;       /* Detail nesting limit (1,000) */
+    unsigned max_connections;       /* per account/region (3,000) */
+    unsigned max_api_destinations;  /* per account/region (3,000) */
 } eb_core_config;
 
 void eb_core_config_defaults(eb_core_config *c);

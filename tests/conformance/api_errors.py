@@ -32,9 +32,8 @@ from common import Server, raw_call  # noqa: E402
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-EXPECTED_IN_SCOPE = 82
-LATER_OPS = {"StartReplay", "CreateConnection", "CreateArchive", "CreateApiDestination", "DescribeConnection",
-             "DescribeApiDestination", "DescribeArchive", "ListArchives", "UpdateArchive", "DeleteArchive",
+EXPECTED_IN_SCOPE = 89
+LATER_OPS = {"StartReplay", "CreateArchive", "DescribeArchive", "ListArchives", "UpdateArchive", "DeleteArchive",
              "DescribeReplay"}
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SQS = "arn:aws:sqs:us-east-1:%s:q" % ACCOUNT
@@ -116,6 +115,23 @@ def s_deleted_bus(api):
     api("DeleteEventBus", {"Name": "test_bus-1"})
 
 
+def connection(api, name="conn-x"):
+    return api("CreateConnection", {"Name": name, "AuthorizationType": "API_KEY", "AuthParameters": {
+        "ApiKeyAuthParameters": {"ApiKeyName": "ApiKey", "ApiKeyValue": "secret"}}})["ConnectionArn"]
+
+
+def s_deleted_connection(api):
+    connection(api)
+    api("DeleteConnection", {"Name": "conn-x"})
+
+
+def s_deleted_api_destination(api):
+    arn = connection(api)
+    api("CreateApiDestination", {"Name": "dest-x", "ConnectionArn": arn, "HttpMethod": "POST",
+                                 "InvocationEndpoint": "https://example.com/api"})
+    api("DeleteApiDestination", {"Name": "dest-x"})
+
+
 SETUPS = {
     "put_events_target_delivery_failure_is_not_reported": s_delivery_failure,
     "create_event_bus_duplicate": s_bus("test-bus-dup"),
@@ -136,6 +152,9 @@ SETUPS = {
     "put_targets_template_placeholder_not_in_map": s_bus_and_rule,
     "list_tags_deleted_rule_custom_bus": s_deleted_rule_custom_bus,
     "list_tags_deleted_event_bus": s_deleted_bus,
+    "describe_connection_deleted": s_deleted_connection,
+    "describe_api_destination_deleted": s_deleted_api_destination,
+    "create_api_destination_invalid_name": lambda api: connection(api),
 }
 
 

@@ -1,6 +1,7 @@
 /* core/: the model on a real SQLite store in a temp dir — operations, PutEvents
  * jobs (rules x targets), disabled rules, reload after reopen, and error shapes. */
 #define _GNU_SOURCE
+#include "core/connections.h"
 #include "core/core.h"
 #include "store/store.h"
 #include "test.h"
@@ -325,6 +326,102 @@ static void test_test_event_pattern(void)
     eb_store_close(s);
 }
 
+/* connections.h's delivery side: lookup, set_state, persistence, quotas */
+static void test_connections_delivery(void)
+{
+    static const eb_caller AP = {"123456789012", "ap-south-1"};
+    eb_store *s = open_store();
+    eb_core_config cc;
+    eb_core_config_defaults(&cc);
+    cc.max_connections = 2;
+    cc.max_api_destinations = 1;
+    char err[256];
+    eb_core *c = eb_core_open(&cc, s, err, sizeof err);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    eb_core_error e;
+    json_t *o = call(c, &AP, "CreateConnection",
+                     "{\"Name\":\"oc\",\"AuthorizationType\":\"OAUTH_CLIENT_CREDENTIALS\",\"AuthParameters\":{"
+                     "\"OAuthParameters\":{\"ClientParameters\":{\"ClientID\":\"id1\",\"ClientSecret\":\"cs1\"},"
+                     "\"AuthorizationEndpoint\":\"auth.example.com/token\",\"HttpMethod\":\"POST\","
+                     "\"OAuthHttpParameters\":{\"BodyParameters\":[{\"Key\":\"aud\",\"Value\":\"x\",\"IsValueSecret\":true}]}},"
+                     "\"InvocationHttpParameters\":{\"HeaderParameters\":[{\"Key\":\"K\",\"Value\":\"hv\",\"IsValueSecret\":true}]}}}",
+                     &e);
+    CHECK(o && !strcmp(json_string_value(json_object_get(o, "ConnectionState")), "AUTHORIZING"));
+    char carn[256] = "", darn[256] = "", req[512];
+    snprintf(carn, sizeof carn, "%s", o ? json_string_value(json_object_get(o, "ConnectionArn")) : "");
+    json_decref(o);
+    snprintf(req, sizeof req,
+             "{\"Name\":\"od\",\"ConnectionArn\":\"%s\",\"InvocationEndpoint\":\"api.example.com/v1/*\",\"HttpMethod\":\"PUT\"}",
+             carn);
+    o = call(c, &AP, "CreateApiDestination", req, &e);
+    CHECK(o && !strcmp(json_string_value(json_object_get(o, "ApiDestinationState")), "INACTIVE"));
+    snprintf(darn, sizeof darn, "%s", o ? json_string_value(json_object_get(o, "ApiDestinationArn")) : "");
+    json_decref(o);
+    req[10] = '2'; /* "od" -> "o2" */
+    CHECK(err_is(c, &AP, "CreateApiDestination", req, "LimitExceededException", NULL));
+
+    eb_apidest_info in;
+    CHECK(eb_core_apidest_lookup(c, darn, &in) == 0);
+    CHECK_STR(in.arn, darn);
+    CHECK_STR(in.endpoint, "https://api.example.com/v1/*");
+    CHECK_STR(in.method, "PUT");
+    CHECK(in.rate_per_s == 300);
+    CHECK_STR(in.conn_arn, carn);
+    CHECK_STR(in.conn_state, "AUTHORIZING");
+    CHECK_STR(in.auth_type, "OAUTH_CLIENT_CREDENTIALS");
+    CHECK_STR(in.oauth_endpoint, "https://auth.example.com/token");
+    CHECK_STR(in.oauth_method, "POST");
+    CHECK_STR(in.client_id, "id1");
+    CHECK_STR(in.client_secret, "cs1");
+    CHECK(!in.basic_user && !in.basic_pass && !in.api_key_name && !in.api_key_value);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(in.invocation_params, "HeaderParameters"), 0), "Value")), "hv");
+    CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(in.oauth_params, "BodyParameters"), 0), "Value")), "x");
+    eb_apidest_info_free(&in);
+    eb_apidest_info_free(NULL);
+
+    char other[256];
+    snprintf(other, sizeof other, "%.*s00000000-0000-0000-0000-000000000000", (int)(strrchr(darn, '/') + 1 - darn), darn);
+    CHECK(eb_core_apidest_lookup(c, other, &in) == -1 && !in.arn);
+    CHECK(eb_core_apidest_lookup(c, "not an arn", &in) == -1);
+    snprintf(other, sizeof other, "%.*s00000000-0000-0000-0000-000000000000", (int)(strrchr(carn, '/') + 1 - carn), carn);
+    CHECK(eb_core_connection_set_state(c, other, NULL, "AUTHORIZED", NULL) == -1);
+    CHECK(eb_core_connection_set_state(c, carn, NULL, "DELETING", NULL) == -1);
+    CHECK(eb_core_connection_set_state(c, carn, NULL, "SLEEPING", NULL) == -1);
+    CHECK(eb_core_connection_set_state(c, carn, "AUTHORIZED", "DEAUTHORIZED", NULL) == 1);
+    CHECK(eb_core_connection_set_state(c, carn, "AUTHORIZING", "AUTHORIZED", NULL) == 0);
+    o = call(c, &AP, "DescribeApiDestination", "{\"Name\":\"od\"}", &e);
+    CHECK(o && !strcmp(json_string_value(json_object_get(o, "ApiDestinationState")), "ACTIVE"));
+    json_decref(o);
+    CHECK(eb_core_connection_set_state(c, carn, NULL, "DEAUTHORIZED", "the token endpoint answered 401") == 0);
+
+    /* reopen: the state and reason were stored; deauthorize drops the credentials */
+    eb_core_close(c);
+    c = eb_core_open(&cc, s, err, sizeof err);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    o = call(c, &AP, "DescribeConnection", "{\"Name\":\"oc\"}", &e);
+    CHECK(o && !strcmp(json_string_value(json_object_get(o, "ConnectionState")), "DEAUTHORIZED"));
+    CHECK(o && !strcmp(json_string_value(json_object_get(o, "StateReason")), "the token endpoint answered 401"));
+    json_decref(o);
+    CHECK(ok(c, &AP, "DeauthorizeConnection", "{\"Name\":\"oc\"}"));
+    CHECK(eb_core_apidest_lookup(c, darn, &in) == 0);
+    CHECK_STR(in.conn_state, "DEAUTHORIZED");
+    CHECK(!in.client_id && !in.client_secret && !in.oauth_endpoint && !in.invocation_params && !in.oauth_params);
+    eb_apidest_info_free(&in);
+    CHECK(ok(c, &AP, "CreateConnection",
+             "{\"Name\":\"b\",\"AuthorizationType\":\"BASIC\",\"AuthParameters\":{\"BasicAuthParameters\":{\"Username\":\"u\",\"Password\":\"p\"}}}"));
+    CHECK(err_is(c, &AP, "CreateConnection",
+                 "{\"Name\":\"b2\",\"AuthorizationType\":\"BASIC\",\"AuthParameters\":{\"BasicAuthParameters\":{\"Username\":\"u\",\"Password\":\"p\"}}}",
+                 "LimitExceededException", "The requested resource exceeds the maximum number allowed."));
+    CHECK(ok(c, &WHO, "CreateConnection",
+             "{\"Name\":\"b2\",\"AuthorizationType\":\"BASIC\",\"AuthParameters\":{\"BasicAuthParameters\":{\"Username\":\"u\",\"Password\":\"p\"}}}"));
+    eb_core_close(c);
+    eb_store_close(s);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/eb_test_core_%d", (int)getpid());
@@ -332,6 +429,7 @@ int main(void)
     RUN(test_envelope);
     RUN(test_pagination_and_permissions);
     RUN(test_test_event_pattern);
+    RUN(test_connections_delivery);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (getenv("KEEP")) return TEST_REPORT();
