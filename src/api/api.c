@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "api.h"
 
+#include "../util/metrics.h"
 #include "../util/util.h"
 #include "fastput.h"
 #include "shape.h"
@@ -18,9 +19,16 @@
 
 #define CT_JSON11 "application/x-amz-json-1.1"
 
+/* The PutEvents metrics, looked up once (see put_events_metrics). */
+typedef struct {
+    eb_counter *calls, *successes, *failures, *throttled, *entries, *failed_entries;
+    eb_histogram *latency, *size;
+} pe_metrics;
+
 struct eb_api {
     eb_api_config cfg;
     eb_core *core;
+    pe_metrics pm;
 };
 
 eb_api *eb_api_new(const eb_api_config *cfg, eb_core *core)
@@ -30,6 +38,15 @@ eb_api *eb_api_new(const eb_api_config *cfg, eb_core *core)
         return NULL;
     a->cfg = *cfg;
     a->core = core;
+    eb_metrics *m = cfg->metrics; /* NULL: every handle NULL, counting does nothing */
+    a->pm = (pe_metrics){eb_metrics_counter(m, EB_M_PUT_EVENTS_CALLS, NULL, NULL),
+                         eb_metrics_counter(m, EB_M_PUT_EVENTS_SUCCESSES, NULL, NULL),
+                         eb_metrics_counter(m, EB_M_PUT_EVENTS_FAILURES, NULL, NULL),
+                         eb_metrics_counter(m, EB_M_PUT_EVENTS_THROTTLED, NULL, NULL),
+                         eb_metrics_counter(m, EB_M_PUT_EVENTS_ENTRIES, NULL, NULL),
+                         eb_metrics_counter(m, EB_M_PUT_EVENTS_FAILED_ENTRIES, NULL, NULL),
+                         eb_metrics_histogram(m, EB_M_PUT_EVENTS_LATENCY, NULL, NULL),
+                         eb_metrics_histogram(m, EB_M_PUT_EVENTS_REQUEST_SIZE, NULL, NULL)};
     return a;
 }
 
@@ -46,11 +63,37 @@ typedef struct {
     char op[64];
     char peer[64];
     uint64_t t0;
+    const pe_metrics *pm; /* set for PutEvents requests: counted when answered */
+    size_t body_bytes;
+    size_t entries; /* of a PutEvents request that reached core */
 } call;
+
+/* Every PutEvents answer passes here once (from answer). Success = HTTP 200,
+ * even when entries failed; entries and failed entries are counted for those. */
+static void put_events_metrics(const call *cl, unsigned status, const char *body, size_t len, const char *err_type)
+{
+    const pe_metrics *pm = cl->pm;
+    eb_counter_add(pm->calls, 1);
+    if (status == 200) {
+        eb_counter_add(pm->successes, 1);
+        eb_counter_add(pm->entries, cl->entries);
+        static const char key[] = "{\"FailedEntryCount\":"; /* how core renders the answer */
+        if (len > sizeof key - 1 && !memcmp(body, key, sizeof key - 1))
+            eb_counter_add(pm->failed_entries, strtoull(body + sizeof key - 1, NULL, 10));
+    } else if (err_type && !strcmp(err_type, "ThrottlingException")) {
+        eb_counter_add(pm->throttled, 1);
+    } else {
+        eb_counter_add(pm->failures, 1);
+    }
+    eb_histogram_observe(pm->latency, (double)(eb_mono_ns() - cl->t0) / 1e6);
+    eb_histogram_observe(pm->size, (double)cl->body_bytes);
+}
 
 static void answer(call *cl, unsigned status, const char *body, size_t len, const char *err_type)
 {
     eb_http_header h[2] = {{"x-amzn-RequestId", cl->request_id}, {"x-amzn-ErrorType", err_type}};
+    if (cl->pm)
+        put_events_metrics(cl, status, body, len, err_type);
     cl->reply(cl->ctx, status, CT_JSON11, h, err_type ? 2 : 1, body, len);
     double ms = (double)(eb_mono_ns() - cl->t0) / 1e6;
     eb_log_level lvl = status >= 500 ? EB_LOG_ERROR : status >= 400 ? EB_LOG_WARN : EB_LOG_DEBUG;
@@ -111,16 +154,24 @@ static const char *header(const eb_api_request *r, const char *name)
     return NULL;
 }
 
-/* SigV4: who is calling. Returns 0, or -1 after answering with the error. */
+static unsigned deny(eb_sigv4_status st, unsigned deny_status)
+{
+    unsigned http = eb_sigv4_http_status(st);
+    return deny_status && http < 500 ? deny_status : http;
+}
+
+/* SigV4: who is calling. Returns 0, or -1 after answering with the error
+ * (with HTTP status deny_status when not 0, except for internal failures). */
 static int authenticate(eb_api *a, const eb_api_request *r, call *cl, char *account, size_t alen, char *region,
-                        size_t rlen)
+                        size_t rlen, unsigned deny_status)
 {
     snprintf(account, alen, "%s", a->cfg.default_account);
     snprintf(region, rlen, "%s", a->cfg.default_region);
     const char *auth = header(r, "Authorization");
     if (!auth) {
         if (a->cfg.ncreds) {
-            answer_error(cl, 400, "MissingAuthenticationTokenException", "Missing Authentication Token");
+            answer_error(cl, deny_status ? deny_status : 400, "MissingAuthenticationTokenException",
+                         "Missing Authentication Token");
             return -1;
         }
         return 0;
@@ -128,7 +179,7 @@ static int authenticate(eb_api *a, const eb_api_request *r, call *cl, char *acco
     eb_sigv4_auth sa;
     eb_sigv4_error se;
     if (eb_sigv4_parse(auth, &sa, &se)) {
-        answer_error(cl, eb_sigv4_http_status(se.status), se.code, "%s", se.message);
+        answer_error(cl, deny(se.status, deny_status), se.code, "%s", se.message);
         return -1;
     }
     snprintf(region, rlen, "%s", sa.region);
@@ -139,12 +190,13 @@ static int authenticate(eb_api *a, const eb_api_request *r, call *cl, char *acco
         if (!strcmp(a->cfg.creds[i].access_key, sa.access_key))
             cred = &a->cfg.creds[i];
     if (!cred || header(r, "X-Amz-Security-Token")) {
-        answer_error(cl, 400, "UnrecognizedClientException", "The security token included in the request is invalid.");
+        answer_error(cl, deny_status ? deny_status : 400, "UnrecognizedClientException",
+                     "The security token included in the request is invalid.");
         return -1;
     }
     if (eb_sigv4_verify(&sa, "events", r->method, r->path, r->query ? r->query : "", r->hdrs, r->nh, r->body, r->len,
                         cred->secret, (int64_t)time(NULL), &se)) {
-        answer_error(cl, eb_sigv4_http_status(se.status), se.code, "%s", se.message);
+        answer_error(cl, deny(se.status, deny_status), se.code, "%s", se.message);
         return -1;
     }
     snprintf(account, alen, "%s", cred->account);
@@ -162,6 +214,29 @@ static void put_events_done(void *ctx, const char *resp, size_t len, const eb_co
     free(cl);
 }
 
+/* GET /metrics on the API's port: signed like any call when credentials are
+ * configured (refused with 403 otherwise), open when not. */
+static void serve_metrics(eb_api *a, const eb_api_request *r, call *cl)
+{
+    snprintf(cl->op, sizeof cl->op, "GET /metrics");
+    if (strcmp(r->method, "GET")) {
+        answer_error(cl, 405, "UnknownOperationException", "Metrics are read with GET /metrics, not %s.", r->method);
+        return;
+    }
+    char account[64], region[80];
+    if (a->cfg.ncreds && authenticate(a, r, cl, account, sizeof account, region, sizeof region, 403))
+        return;
+    eb_buf b = {0};
+    if (eb_metrics_render(a->cfg.metrics, &b)) {
+        eb_buf_free(&b);
+        answer_error(cl, 500, "InternalFailure", "Out of memory.");
+        return;
+    }
+    eb_http_header h = {"x-amzn-RequestId", cl->request_id};
+    cl->reply(cl->ctx, 200, EB_METRICS_CONTENT_TYPE, &h, 1, b.p, b.n);
+    eb_buf_free(&b);
+}
+
 void eb_api_serve(eb_api *a, const eb_api_request *r, eb_api_reply_fn reply, void *ctx)
 {
     call local = {.reply = reply, .ctx = ctx, .t0 = eb_mono_ns()};
@@ -173,6 +248,10 @@ void eb_api_serve(eb_api *a, const eb_api_request *r, eb_api_reply_fn reply, voi
         static const char ok[] = "{\"status\":\"ok\"}";
         eb_http_header h = {"x-amzn-RequestId", cl->request_id};
         reply(ctx, 200, "application/json", &h, 1, ok, sizeof ok - 1);
+        return;
+    }
+    if (!strcmp(r->path, "/metrics") && a->cfg.metrics && a->cfg.metrics_here) {
+        serve_metrics(a, r, cl);
         return;
     }
     if (strcmp(r->path, "/")) {
@@ -189,6 +268,10 @@ void eb_api_serve(eb_api *a, const eb_api_request *r, eb_api_reply_fn reply, voi
         return;
     }
     snprintf(cl->op, sizeof cl->op, "%s", target + 10);
+    if (!strcmp(cl->op, "PutEvents")) {
+        cl->pm = &a->pm;
+        cl->body_bytes = r->len;
+    }
     const char *ct = header(r, "Content-Type");
     size_t ctl = ct ? strcspn(ct, ";") : 0;
     while (ctl && (ct[ctl - 1] == ' ' || ct[ctl - 1] == '\t'))
@@ -205,7 +288,7 @@ void eb_api_serve(eb_api *a, const eb_api_request *r, eb_api_reply_fn reply, voi
         return;
     }
     char account[64], region[80];
-    if (authenticate(a, r, cl, account, sizeof account, region, sizeof region))
+    if (authenticate(a, r, cl, account, sizeof account, region, sizeof region, 0))
         return;
     eb_error jerr;
     if (eb_json_check(r->body, r->len, EB_DEFAULT_MAX_DEPTH, &jerr) != EB_OK) {
@@ -219,6 +302,7 @@ void eb_api_serve(eb_api *a, const eb_api_request *r, eb_api_reply_fn reply, voi
         if (fp && eb_fastput_parse(r->body, r->len, fp)) {
             call *heap = malloc(sizeof *heap);
             if (heap) {
+                cl->entries = fp->n;
                 *heap = *cl;
                 eb_core_put_entries(a->core, &who, fp->entries, fp->n, put_events_done, heap);
             } else {
@@ -255,6 +339,7 @@ void eb_api_serve(eb_api *a, const eb_api_request *r, eb_api_reply_fn reply, voi
             answer_error(cl, 500, "InternalFailure", "Out of memory.");
             return;
         }
+        cl->entries = json_array_size(json_object_get(req, "Entries"));
         *heap = *cl;
         eb_core_put_events(a->core, &who, req, put_events_done, heap);
         json_decref(req);
@@ -289,4 +374,30 @@ void eb_api_http_handler(void *ctx, eb_http_request *hr)
     r.too_large = eb_http_body_too_large(hr);
     r.peer = eb_http_peer(hr);
     eb_api_serve(ctx, &r, http_reply, hr);
+}
+
+/* The metrics-only listener (--metrics-listen): GET /metrics, no auth. */
+void eb_api_metrics_http_handler(void *ctx, eb_http_request *hr)
+{
+    static const char CT_TEXT[] = "text/plain; charset=utf-8";
+    const char *method = eb_http_method(hr);
+    if (strcmp(eb_http_path(hr), "/metrics")) {
+        static const char msg[] = "Not found: this port serves GET /metrics only.\n";
+        eb_http_respond(hr, 404, CT_TEXT, NULL, 0, msg, sizeof msg - 1);
+        return;
+    }
+    if (strcmp(method, "GET")) {
+        static const char msg[] = "Method not allowed: use GET /metrics.\n";
+        eb_http_header allow = {"Allow", "GET"};
+        eb_http_respond(hr, 405, CT_TEXT, &allow, 1, msg, sizeof msg - 1);
+        return;
+    }
+    eb_buf b = {0};
+    if (eb_metrics_render(ctx, &b)) {
+        static const char msg[] = "Out of memory.\n";
+        eb_http_respond(hr, 500, CT_TEXT, NULL, 0, msg, sizeof msg - 1);
+    } else {
+        eb_http_respond(hr, 200, EB_METRICS_CONTENT_TYPE, NULL, 0, b.p, b.n);
+    }
+    eb_buf_free(&b);
 }

@@ -3,6 +3,8 @@
  *
  *   POST /  X-Amz-Target: AWSEvents.<Op>  -> the operation
  *   GET /health                          -> 200 {"status":"ok"}
+ *   GET /metrics                         -> Prometheus text (when metrics_here; signed
+ *                                           when credentials are configured, else 403)
  *
  * Transport-free: eb_api_serve takes a parsed request and answers through a
  * callback (possibly later, from the store's committer thread, for
@@ -12,6 +14,7 @@
 #define EB_API_H
 
 #include "../core/core.h"
+#include "../util/metrics.h"
 #include "http.h"
 
 #include <stddef.h>
@@ -28,6 +31,8 @@ typedef struct {
     const eb_credential *creds;  /* with any, signatures are verified */
     size_t ncreds;
     size_t max_body; /* request bodies above this are refused (413) */
+    eb_metrics *metrics; /* PutEvents calls are counted here (NULL: not counted); must outlive the api */
+    int metrics_here;    /* serve GET /metrics (needs metrics) */
 } eb_api_config;
 
 typedef struct eb_api eb_api;
@@ -56,5 +61,10 @@ void eb_api_serve(eb_api *a, const eb_api_request *req, eb_api_reply_fn reply, v
 
 /* The HTTP server's handler: ctx is the eb_api. */
 void eb_api_http_handler(void *ctx, eb_http_request *r);
+
+/* A metrics-only HTTP server's handler (serve --metrics-listen): ctx is the
+ * eb_metrics. GET /metrics -> 200 with the rendering, unauthenticated; any
+ * other path 404, another method 405 (plain text). */
+void eb_api_metrics_http_handler(void *ctx, eb_http_request *r);
 
 #endif

@@ -4,6 +4,7 @@
 #include "../api/http.h"
 #include "../deliver/deliver.h"
 #include "../store/store.h"
+#include "../util/metrics.h"
 #include "../util/util.h"
 #include "cli.h"
 
@@ -19,6 +20,8 @@
 typedef struct {
     char host[256];
     unsigned port;
+    char metrics_host[256]; /* --metrics-listen; "" = GET /metrics on the API port */
+    unsigned metrics_port;
     const char *data_dir;
     const char *config;
     const char *region, *account;
@@ -46,7 +49,7 @@ static void serve_usage(FILE *out)
     fputs("usage: ebridge serve [--listen HOST:PORT] [--data-dir DIR] [--config FILE]\n"
           "                     [--region R] [--account 123456789012] [--log-level debug|info|warn|error]\n"
           "                     [--sync full|normal|off] [--retention SECONDS] [--threads N]\n"
-          "                     [--strict-sources] [--insecure]\n"
+          "                     [--strict-sources] [--insecure] [--metrics-listen HOST:PORT]\n"
           "                     [--function NAME=PROGRAM|URL]... [--function-timeout SECONDS]\n"
           "                     [--function-concurrency N] [--test-time-scale X]\n"
           "defaults: --listen 127.0.0.1:4010 --data-dir ./ebridge-data --region us-east-1\n"
@@ -54,7 +57,7 @@ static void serve_usage(FILE *out)
           out);
 }
 
-static int parse_listen(const char *s, serve_opts *o)
+static int parse_hostport(const char *s, char *host, size_t hostlen, unsigned *port)
 {
     const char *colon;
     if (s[0] == '[') {
@@ -62,32 +65,42 @@ static int parse_listen(const char *s, serve_opts *o)
         if (!close || close[1] != ':')
             return -1;
         size_t n = (size_t)(close - s - 1);
-        if (n >= sizeof o->host)
+        if (n >= hostlen)
             return -1;
-        memcpy(o->host, s + 1, n);
-        o->host[n] = 0;
+        memcpy(host, s + 1, n);
+        host[n] = 0;
         colon = close + 1;
     } else {
         colon = strrchr(s, ':');
         if (!colon)
             return -1;
         size_t n = (size_t)(colon - s);
-        if (n >= sizeof o->host)
+        if (n >= hostlen)
             return -1;
-        memcpy(o->host, s, n);
-        o->host[n] = 0;
+        memcpy(host, s, n);
+        host[n] = 0;
         if (!n)
-            snprintf(o->host, sizeof o->host, "127.0.0.1");
+            snprintf(host, hostlen, "127.0.0.1");
     }
     char *end;
     errno = 0;
     long p = strtol(colon + 1, &end, 10);
     if (errno || *end || p < 0 || p > 65535 || end == colon + 1)
         return -1;
-    o->port = (unsigned)p;
-    if (!strcmp(o->host, "localhost"))
-        snprintf(o->host, sizeof o->host, "127.0.0.1");
+    *port = (unsigned)p;
+    if (!strcmp(host, "localhost"))
+        snprintf(host, hostlen, "127.0.0.1");
     return 0;
+}
+
+static int parse_listen(const char *s, serve_opts *o)
+{
+    return parse_hostport(s, o->host, sizeof o->host, &o->port);
+}
+
+static int parse_metrics_listen(const char *s, serve_opts *o)
+{
+    return parse_hostport(s, o->metrics_host, sizeof o->metrics_host, &o->metrics_port);
 }
 
 static int is_loopback(const char *host)
@@ -118,11 +131,45 @@ static int parse_sync(const char *s, eb_sync_mode *m)
     return 0;
 }
 
+/* One function target: NAME -> a program (run with /bin/sh -c) or an http(s) URL. */
+static int add_function(serve_opts *o, const char *name, size_t nlen, const char *what)
+{
+    if (!nlen || nlen > 64 || !*what) {
+        fprintf(stderr, "ebridge serve: a function needs NAME=PROGRAM or NAME=URL\n");
+        return -1;
+    }
+    if (o->nfunctions == o->capfunctions) {
+        size_t nc = o->capfunctions ? o->capfunctions * 2 : 4;
+        eb_function *nf = realloc(o->functions, nc * sizeof *nf);
+        char **ns = realloc(o->fn_strs, nc * sizeof *ns);
+        if (nf)
+            o->functions = nf;
+        if (ns)
+            o->fn_strs = ns;
+        if (!nf || !ns)
+            return -1;
+        o->capfunctions = nc;
+    }
+    char *n = strndup(name, nlen);
+    if (!n)
+        return -1;
+    o->fn_strs[o->nfn_strs++] = n;
+    /* a later definition of the same name wins */
+    for (size_t i = 0; i < o->nfunctions; i++)
+        if (!strcmp(o->functions[i].name, n)) {
+            o->functions[i] = o->functions[--o->nfunctions];
+            break;
+        }
+    int url = !strncmp(what, "http://", 7) || !strncmp(what, "https://", 8);
+    o->functions[o->nfunctions++] = (eb_function){n, url ? NULL : what, url ? what : NULL};
+    return 0;
+}
+
 /* The config file (JSON): every option below is optional; flags win.
  * {"listen": "127.0.0.1:4010", "data_dir": "...", "region": "us-east-1",
  *  "account": "000000000000", "log_level": "info", "sync": "full",
  *  "retention_seconds": 0, "threads": 0, "strict_sources": false, "insecure": false,
- *  "max_entries_bytes": 262144,
+ *  "max_entries_bytes": 262144, "metrics_listen": "127.0.0.1:9464",
  *  "credentials": [{"access_key_id": "AK...", "secret_access_key": "...", "account": "123456789012"}],
  *  "functions": {"NAME": "PROGRAM or http(s) URL"}, "function_timeout_seconds": 30,
  *  "function_concurrency": 8} */
@@ -139,6 +186,10 @@ static int load_config(serve_opts *o)
     const char *s;
     if ((s = json_string_value(json_object_get(d, "listen"))) && parse_listen(s, o)) {
         fprintf(stderr, "ebridge serve: config: bad listen address '%s'\n", s);
+        return -1;
+    }
+    if ((s = json_string_value(json_object_get(d, "metrics_listen"))) && parse_metrics_listen(s, o)) {
+        fprintf(stderr, "ebridge serve: config: bad metrics_listen address '%s'\n", s);
         return -1;
     }
     if ((s = json_string_value(json_object_get(d, "data_dir"))))
@@ -202,40 +253,6 @@ static int load_config(serve_opts *o)
     return 0;
 }
 
-/* One function target: NAME -> a program (run with /bin/sh -c) or an http(s) URL. */
-static int add_function(serve_opts *o, const char *name, size_t nlen, const char *what)
-{
-    if (!nlen || nlen > 64 || !*what) {
-        fprintf(stderr, "ebridge serve: a function needs NAME=PROGRAM or NAME=URL\n");
-        return -1;
-    }
-    if (o->nfunctions == o->capfunctions) {
-        size_t nc = o->capfunctions ? o->capfunctions * 2 : 4;
-        eb_function *nf = realloc(o->functions, nc * sizeof *nf);
-        char **ns = realloc(o->fn_strs, nc * sizeof *ns);
-        if (nf)
-            o->functions = nf;
-        if (ns)
-            o->fn_strs = ns;
-        if (!nf || !ns)
-            return -1;
-        o->capfunctions = nc;
-    }
-    char *n = strndup(name, nlen);
-    if (!n)
-        return -1;
-    o->fn_strs[o->nfn_strs++] = n;
-    /* a later definition of the same name wins */
-    for (size_t i = 0; i < o->nfunctions; i++)
-        if (!strcmp(o->functions[i].name, n)) {
-            o->functions[i] = o->functions[--o->nfunctions];
-            break;
-        }
-    int url = !strncmp(what, "http://", 7) || !strncmp(what, "https://", 8);
-    o->functions[o->nfunctions++] = (eb_function){n, url ? NULL : what, url ? what : NULL};
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, serve_opts *o)
 {
     /* the config file is read first so that flags override it */
@@ -251,6 +268,11 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         if (!strcmp(a, "--listen") && val) {
             if (parse_listen(val, o)) {
                 fprintf(stderr, "ebridge serve: bad --listen '%s' (HOST:PORT)\n", val);
+                return -1;
+            }
+        } else if (!strcmp(a, "--metrics-listen") && val) {
+            if (parse_metrics_listen(val, o)) {
+                fprintf(stderr, "ebridge serve: bad --metrics-listen '%s' (HOST:PORT)\n", val);
                 return -1;
             }
         } else if (!strcmp(a, "--data-dir") && val) {
@@ -334,7 +356,8 @@ int cmd_serve(int argc, char **argv)
     eb_store *store = NULL;
     eb_core *core = NULL;
     eb_api *api = NULL;
-    eb_http_server *srv = NULL;
+    eb_http_server *srv = NULL, *msrv = NULL;
+    eb_metrics *metrics = NULL;
     eb_deliver *dlv = NULL;
     if (parse_args(argc, argv, &o))
         goto out;
@@ -355,6 +378,11 @@ int cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     char err[512];
+    metrics = eb_metrics_new();
+    if (!metrics) {
+        fprintf(stderr, "ebridge serve: out of memory\n");
+        goto out;
+    }
     eb_store_options so = {.sync = o.sync, .retention_s = o.retention_s};
     store = eb_store_open_sqlite(o.data_dir, &so, err, sizeof err);
     if (!store) {
@@ -365,6 +393,7 @@ int cmd_serve(int argc, char **argv)
     eb_core_config_defaults(&cc);
     cc.strict_sources = o.strict_sources;
     cc.max_entries_bytes = o.max_entries_bytes;
+    cc.metrics = metrics;
     core = eb_core_open(&cc, store, err, sizeof err);
     if (!core) {
         fprintf(stderr, "ebridge serve: %s\n", err);
@@ -375,6 +404,7 @@ int cmd_serve(int argc, char **argv)
     dc.core = core;
     dc.store = store;
     dc.data_dir = o.data_dir;
+    dc.metrics = metrics;
     dc.functions = o.functions;
     dc.nfunctions = o.nfunctions;
     if (o.function_timeout_ms > 0)
@@ -392,15 +422,29 @@ int cmd_serve(int argc, char **argv)
                         .default_region = o.region,
                         .creds = o.creds,
                         .ncreds = o.ncreds,
-                        .max_body = o.max_body};
+                        .max_body = o.max_body,
+                        .metrics = metrics,
+                        .metrics_here = !o.metrics_host[0]};
     api = eb_api_new(&ac, core);
     eb_http_config hc = {.host = o.host, .port = o.port, .threads = o.threads, .max_body = o.max_body};
     if (!api || eb_http_start(&hc, eb_api_http_handler, api, &srv, err, sizeof err)) {
         fprintf(stderr, "ebridge serve: cannot listen on %s:%u: %s\n", o.host, o.port, api ? err : "out of memory");
         goto out;
     }
-    eb_log(EB_LOG_INFO, "listening", "addr=%s:%u data_dir=%s region=%s account=%s auth=%s sync=%s start_ms=%.1f",
-           o.host, eb_http_port(srv), o.data_dir, o.region, o.account, o.ncreds ? "sigv4" : "off",
+    /* GET /metrics: on its own port without auth, or on the API's (signed when credentials are configured) */
+    char metrics_at[300] = "api";
+    if (o.metrics_host[0]) {
+        eb_http_config mc = {.host = o.metrics_host, .port = o.metrics_port, .threads = 1, .max_body = 65536};
+        if (eb_http_start(&mc, eb_api_metrics_http_handler, metrics, &msrv, err, sizeof err)) {
+            fprintf(stderr, "ebridge serve: cannot listen on %s:%u for metrics: %s\n", o.metrics_host, o.metrics_port,
+                    err);
+            goto out;
+        }
+        snprintf(metrics_at, sizeof metrics_at, "%s:%u", o.metrics_host, eb_http_port(msrv));
+    }
+    eb_log(EB_LOG_INFO, "listening",
+           "addr=%s:%u metrics=%s data_dir=%s region=%s account=%s auth=%s sync=%s start_ms=%.1f", o.host,
+           eb_http_port(srv), metrics_at, o.data_dir, o.region, o.account, o.ncreds ? "sigv4" : "off",
            o.sync == EB_SYNC_FULL ? "full" : o.sync == EB_SYNC_NORMAL ? "normal" : "off",
            (double)(eb_mono_ns() - t0) / 1e6);
     int sig = 0;
@@ -410,10 +454,13 @@ int cmd_serve(int argc, char **argv)
 out:
     if (srv)
         eb_http_stop(srv, 10000); /* drain in-flight requests; PutEvents waits for its commit */
+    if (msrv)
+        eb_http_stop(msrv, 1000);
     eb_api_free(api);
     eb_deliver_stop(dlv); /* attempts in flight are delivered again after the next start */
     eb_core_close(core);
     eb_store_close(store);
+    eb_metrics_free(metrics); /* last: api, core and the store's callbacks count into it */
     free(o.creds);
     for (size_t i = 0; i < o.nfn_strs; i++)
         free(o.fn_strs[i]);

@@ -533,6 +533,7 @@ void eb_core_config_defaults(eb_core_config *c)
     c->max_event_depth = EB_DEFAULT_MAX_DEPTH;
     c->max_connections = 3000;
     c->max_api_destinations = 3000;
+    c->metrics = NULL;
 }
 
 eb_core *eb_core_open(const eb_core_config *cfg, eb_store *store, char *err, size_t errlen)
@@ -877,6 +878,7 @@ static json_t *op_delete_event_bus(eb_core *c, const eb_caller *who, json_t *req
     if (unstore(c, "bus", r->name, name, NULL))
         return fail_store(e);
     remove_at((void **)r->buses, &r->nbuses, at);
+    eb_metrics_forget_bus(c->cfg.metrics, b->name);
     bus_free(b);
     return json_object();
 }
@@ -1060,6 +1062,7 @@ static json_t *op_delete_rule(eb_core *c, const eb_caller *who, json_t *req, eb_
         return fail(e, "ValidationException", "Rule can't be deleted since it has targets.");
     if (unstore(c, "rule", b->reg->name, b->name, ru->name))
         return fail_store(e);
+    eb_metrics_forget_rule(c->cfg.metrics, b->name, ru->name);
     rule_detach(ru);
     return json_object();
 }
@@ -1859,6 +1862,23 @@ void eb_core_put_events(eb_core *c, const eb_caller *who, json_t *req, eb_core_d
     free(heap);
 }
 
+/* Metrics of one event that matched nm rules of bus b and created njobs
+ * invocations (docs/metrics.md). Called under the model lock, so rule names are valid. */
+static void count_matches(eb_metrics *m, const bus *b, const uint64_t *matched, size_t nm, size_t njobs)
+{
+    if (!m || !nm)
+        return;
+    eb_counter_add(eb_metrics_counter(m, EB_M_MATCHED_EVENTS, b->name, NULL), 1);
+    eb_counter_add(eb_metrics_counter(m, EB_M_TRIGGERED_RULES, b->name, NULL), nm);
+    eb_counter_add(eb_metrics_counter(m, EB_M_TRIGGERED_RULES, NULL, NULL), nm);
+    eb_counter_add(eb_metrics_counter(m, EB_M_INVOCATIONS_CREATED, NULL, NULL), njobs);
+    for (size_t i = 0; i < nm; i++) {
+        const rule *ru = (const rule *)(uintptr_t)matched[i];
+        eb_counter_add(eb_metrics_counter(m, EB_M_MATCHED_EVENTS, b->name, ru->name), 1);
+        eb_counter_add(eb_metrics_counter(m, EB_M_TRIGGERED_RULES, b->name, ru->name), 1);
+    }
+}
+
 void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *entries, size_t n,
                          eb_core_done_fn done, void *ctx)
 {
@@ -1983,6 +2003,7 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
             eb_error err;
             if (eb_match(mt, snap, bodies.p + off, bodies.n - off, EB_MATCH_TRUSTED, &matched, &nm, &err) != EB_OK)
                 nm = 0;
+            size_t jobs_before = njobs;
             for (size_t m = 0; m < nm; m++) {
                 const rule *ru = (const rule *)(uintptr_t)matched[m];
                 size_t ti;
@@ -2013,6 +2034,7 @@ void eb_core_put_entries(eb_core *c, const eb_caller *who, const eb_put_entry *e
                     ev[nev].njobs++;
                 }
             }
+            count_matches(c->cfg.metrics, b, matched, nm, njobs - jobs_before);
             eb_snapshot_release(snap);
         }
         w->stored[w->nstored++] = i;

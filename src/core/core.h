@@ -13,6 +13,7 @@
 #define EB_CORE_H
 
 #include "../store/store.h"
+#include "../util/metrics.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -31,6 +32,7 @@ typedef struct {
     unsigned max_event_depth;       /* Detail nesting limit (1,000) */
     unsigned max_connections;       /* per account/region (3,000) */
     unsigned max_api_destinations;  /* per account/region (3,000) */
+    eb_metrics *metrics;            /* PutEvents matching is counted here (NULL: not counted); outlives the core */
 } eb_core_config;
 
 void eb_core_config_defaults(eb_core_config *c);

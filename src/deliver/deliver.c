@@ -28,6 +28,7 @@
 #include "deliver.h"
 
 #include "../core/connections.h"
+#include "../core/schedule.h"
 #include "../util/util.h"
 #include "httpc.h"
 #include "proc.h"
@@ -96,7 +97,7 @@ struct lane {
 };
 
 /* A finished attempt, from an executor thread to the dispatcher. */
-typedef enum { R_OK = 0, R_RETRY, R_FINAL, R_DROP, R_LOOP, R_SKIP } rclass;
+typedef enum { OUT_OK = 0, OUT_RETRY, OUT_FINAL, OUT_DROP, OUT_LOOP, OUT_SKIP } rclass;
 
 typedef struct compl {
     struct compl *next;
@@ -700,7 +701,7 @@ static void outcome(eb_deliver *d, compl *c)
         l->inflight--;
     j->lane = NULL;
     int64_t now_v = vnow_ms(d);
-    if (c->cls != R_DROP && c->cls != R_LOOP && c->cls != R_SKIP && j->ti.bus) {
+    if (c->cls != OUT_DROP && c->cls != OUT_LOOP && c->cls != OUT_SKIP && j->ti.bus) {
         count(d, EB_M_INVOCATION_ATTEMPTS, j, 1);
         if (!j->first_done) {
             j->first_done = 1;
@@ -708,37 +709,37 @@ static void outcome(eb_deliver *d, compl *c)
         }
     }
     switch (c->cls) {
-    case R_OK:
+    case OUT_OK:
         count(d, EB_M_SUCCESSFUL_INVOCATION_ATTEMPTS, j, 1);
         count(d, EB_M_INVOCATIONS, j, 1);
         observe(d, EB_M_INGESTION_TO_INVOCATION_SUCCESS_LATENCY, j, (double)(eb_now_ms() - j->time_ms));
         stat_add(d, &d->stats.delivered, 1);
         record(d, j, EB_JOB_FINISHED, NULL, NULL);
         break;
-    case R_SKIP: /* AWS silently does not deliver */
+    case OUT_SKIP: /* AWS silently does not deliver */
         count(d, EB_M_FAILED_INVOCATIONS, j, 1);
         stat_add(d, &d->stats.dropped, 1);
         eb_log(EB_LOG_INFO, "deliver: not delivered", "rule=\"%s\" target=\"%s\" event=%s why=\"%s\"", j->rule,
                j->target_id, j->event_id, c->msg);
         record(d, j, EB_JOB_FINISHED, NULL, NULL);
         break;
-    case R_DROP: /* the target, rule or bus is gone */
+    case OUT_DROP: /* the target, rule or bus is gone */
         stat_add(d, &d->stats.dropped, 1);
         eb_log(EB_LOG_INFO, "deliver: target gone; dropped", "rule=\"%s\" target=\"%s\" event=%s", j->rule,
                j->target_id, j->event_id);
         record(d, j, EB_JOB_FINISHED, NULL, NULL);
         break;
-    case R_LOOP:
+    case OUT_LOOP:
         count(d, EB_M_DEAD_LETTER_INVOCATIONS, j, 1);
         stat_add(d, &d->stats.dropped, 1);
         eb_log(EB_LOG_WARN, "deliver: bus loop; dropped", "rule=\"%s\" target=\"%s\" event=%s hops=%u", j->rule,
                j->target_id, j->event_id, j->hops);
         record(d, j, EB_JOB_FINISHED, NULL, NULL);
         break;
-    case R_FINAL:
+    case OUT_FINAL:
         dead_letter(d, j, c->code, c->msg, NULL);
         break;
-    case R_RETRY: {
+    case OUT_RETRY: {
         int64_t max_attempts, max_age_s;
         retry_policy(j, &max_attempts, &max_age_s);
         int64_t age_ms = now_v - j->time_ms;
@@ -790,15 +791,15 @@ static rclass http_class(const eb_http_result *r, const char **code, char *msg, 
     switch (r->outcome) {
     case EB_HTTP_RESPONSE:
         if (r->status >= 200 && r->status < 300)
-            return R_OK;
+            return OUT_OK;
         snprintf(msg, n, "HTTP status %ld", r->status);
         if (r->status == 429) {
             *code = "THROTTLING";
-            return R_RETRY;
+            return OUT_RETRY;
         }
         if (r->status >= 500) {
             *code = "INTERNAL_ERROR";
-            return R_RETRY;
+            return OUT_RETRY;
         }
         if (r->status == 401 || r->status == 403 || r->status == 407)
             *code = "NO_PERMISSIONS";
@@ -808,32 +809,32 @@ static rclass http_class(const eb_http_result *r, const char **code, char *msg, 
             *code = "SDK_CLIENT_ERROR";
         if (r->status >= 300 && r->status < 400)
             snprintf(msg, n, "HTTP status %ld (redirects are not followed)", r->status);
-        return R_FINAL;
+        return OUT_FINAL;
     case EB_HTTP_TIMEOUT:
         *code = "TIMEOUT";
         snprintf(msg, n, "%s", r->error[0] ? r->error : "timed out");
-        return R_RETRY;
+        return OUT_RETRY;
     case EB_HTTP_REFUSED:
     case EB_HTTP_RESET:
         *code = "CONNECTION_FAILURE";
         snprintf(msg, n, "%s", r->error[0] ? r->error : "connection failed");
-        return R_RETRY;
+        return OUT_RETRY;
     case EB_HTTP_DNS:
         *code = "NO_RESOURCE";
         snprintf(msg, n, "%s", r->error[0] ? r->error : "host not resolvable");
-        return R_FINAL;
+        return OUT_FINAL;
     case EB_HTTP_BADURL:
         *code = "SDK_CLIENT_ERROR";
         snprintf(msg, n, "%s", r->error[0] ? r->error : "bad URL");
-        return R_FINAL;
+        return OUT_FINAL;
     case EB_HTTP_CANCELLED:
         *code = "INTERNAL_ERROR";
         snprintf(msg, n, "cancelled");
-        return R_RETRY;
+        return OUT_RETRY;
     default:
         *code = "CONNECTION_FAILURE";
         snprintf(msg, n, "%s", r->error[0] ? r->error : "transport error");
-        return R_RETRY;
+        return OUT_RETRY;
     }
 }
 
@@ -845,7 +846,7 @@ static void on_http(void *ctx, const eb_http_result *r)
     rclass cls = http_class(r, &code, msg, sizeof msg);
     compl *c = compl_new(a->j, cls, code, "%s", msg);
     if (c) {
-        c->has_retry_after = r->has_retry_after && cls == R_RETRY;
+        c->has_retry_after = r->has_retry_after && cls == OUT_RETRY;
         c->retry_after_ms = r->retry_after_ms;
         c->refresh_token = a->kind == K_APIDEST && r->outcome == EB_HTTP_RESPONSE &&
                            (r->status == 401 || r->status == 407);
@@ -863,27 +864,27 @@ static void on_proc(void *ctx, const eb_proc_result *r)
     switch (r->outcome) {
     case EB_PROC_EXITED:
         if (r->code == 0)
-            complete(a->d, a->j, R_OK, NULL, NULL);
+            complete(a->d, a->j, OUT_OK, NULL, NULL);
         else {
             char m[64];
             snprintf(m, sizeof m, "the function exited with status %d", r->code);
-            complete(a->d, a->j, R_RETRY, "INTERNAL_ERROR", m);
+            complete(a->d, a->j, OUT_RETRY, "INTERNAL_ERROR", m);
         }
         break;
     case EB_PROC_SIGNALED: {
         char m[64];
         snprintf(m, sizeof m, "the function was killed by signal %d", r->code);
-        complete(a->d, a->j, R_RETRY, "INTERNAL_ERROR", m);
+        complete(a->d, a->j, OUT_RETRY, "INTERNAL_ERROR", m);
         break;
     }
     case EB_PROC_TIMEOUT:
-        complete(a->d, a->j, R_RETRY, "TIMEOUT", "the function timed out");
+        complete(a->d, a->j, OUT_RETRY, "TIMEOUT", "the function timed out");
         break;
     case EB_PROC_SPAWN_FAILED:
-        complete(a->d, a->j, R_RETRY, "INTERNAL_ERROR", r->error[0] ? r->error : "cannot start the function");
+        complete(a->d, a->j, OUT_RETRY, "INTERNAL_ERROR", r->error[0] ? r->error : "cannot start the function");
         break;
     default:
-        complete(a->d, a->j, R_RETRY, "INTERNAL_ERROR", "cancelled");
+        complete(a->d, a->j, OUT_RETRY, "INTERNAL_ERROR", "cancelled");
         break;
     }
     free(a);
@@ -893,8 +894,8 @@ static void on_forwarded(void *ctx, int status)
 {
     attempt *a = ctx;
     compl *c = status == EB_STORE_OK
-                   ? compl_new(a->j, R_OK, NULL, NULL)
-                   : compl_new(a->j, R_RETRY, "INTERNAL_ERROR", "the event could not be stored on the target bus");
+                   ? compl_new(a->j, OUT_OK, NULL, NULL)
+                   : compl_new(a->j, OUT_RETRY, "INTERNAL_ERROR", "the event could not be stored on the target bus");
     store_cb_post(a->d, c);
     free(a);
 }
@@ -971,9 +972,9 @@ static void *logger_main(void *arg)
             for (logline *x = mine, *nx; x; x = nx) {
                 nx = x->next;
                 if (ok)
-                    complete(d, x->j, R_OK, NULL, NULL);
+                    complete(d, x->j, OUT_OK, NULL, NULL);
                 else
-                    complete(d, x->j, R_RETRY, "INTERNAL_ERROR", "the log group file could not be written");
+                    complete(d, x->j, OUT_RETRY, "INTERNAL_ERROR", "the log group file could not be written");
                 free(x->file);
                 free(x->line);
                 free(x);
@@ -1070,7 +1071,7 @@ static void start_http(eb_deliver *d, job *j, lane *l, const char *url, const ch
 {
     attempt *a = malloc(sizeof *a);
     if (!a) {
-        complete(d, j, R_RETRY, "INTERNAL_ERROR", "out of memory");
+        complete(d, j, OUT_RETRY, "INTERNAL_ERROR", "out of memory");
         return;
     }
     *a = (attempt){d, j, l->kind, l};
@@ -1082,7 +1083,7 @@ static void start_http(eb_deliver *d, job *j, lane *l, const char *url, const ch
                        .timeout_ms = timeout_ms};
     if (eb_httpc_submit(d->http, &req, on_http, a)) {
         free(a);
-        complete(d, j, R_RETRY, "INTERNAL_ERROR", "the HTTP client refused the request");
+        complete(d, j, OUT_RETRY, "INTERNAL_ERROR", "the HTTP client refused the request");
     }
 }
 
@@ -1120,12 +1121,12 @@ static void start_apidest(eb_deliver *d, job *j, lane *l, const char *payload, s
     const char *arn = json_string_value(json_object_get(j->ti.target, "Arn"));
     eb_apidest_info info;
     if (eb_core_apidest_lookup(d->cfg.core, arn, &info)) {
-        complete(d, j, R_FINAL, "NO_RESOURCE", "the API destination or its connection does not exist");
+        complete(d, j, OUT_FINAL, "NO_RESOURCE", "the API destination or its connection does not exist");
         return;
     }
     l->rate = info.rate_per_s ? info.rate_per_s : 300;
     if (info.conn_state && strcmp(info.conn_state, "AUTHORIZED") && strcmp(info.conn_state, "AUTHORIZING")) {
-        complete(d, j, R_FINAL, "NO_PERMISSIONS", "the connection is not authorized");
+        complete(d, j, OUT_FINAL, "NO_PERMISSIONS", "the connection is not authorized");
         eb_apidest_info_free(&info);
         return;
     }
@@ -1148,7 +1149,7 @@ static void start_apidest(eb_deliver *d, job *j, lane *l, const char *payload, s
             l->qlen--;
             l->inflight++;
             j->state = J_INFLIGHT;
-            complete(d, j, R_RETRY, "NO_PERMISSIONS", "no OAuth token endpoint to ask");
+            complete(d, j, OUT_RETRY, "NO_PERMISSIONS", "no OAuth token endpoint to ask");
         }
         eb_apidest_info_free(&info);
         return;
@@ -1271,7 +1272,7 @@ static void start_apidest(eb_deliver *d, job *j, lane *l, const char *payload, s
         json_decref(obj);
     }
     if (!hv || !url.p || !lines.p) {
-        complete(d, j, R_RETRY, "INTERNAL_ERROR", "out of memory");
+        complete(d, j, OUT_RETRY, "INTERNAL_ERROR", "out of memory");
     } else {
         const char *p = lines.p;
         for (size_t h = 0; h < nh; h++) {
@@ -1436,7 +1437,7 @@ static void token_done(eb_deliver *d, compl *c)
         l->qlen--;
         j->state = J_INFLIGHT;
         j->lane = NULL;
-        compl o = {.j = j, .cls = R_RETRY};
+        compl o = {.j = j, .cls = OUT_RETRY};
         snprintf(o.code, sizeof o.code, "NO_PERMISSIONS");
         snprintf(o.msg, sizeof o.msg, "%s", c->msg);
         outcome(d, &o);
@@ -1455,7 +1456,7 @@ static void start(eb_deliver *d, job *j, lane *l)
     if (l->kind == K_BUS) {
         attempt *a = malloc(sizeof *a);
         if (!a) {
-            complete(d, j, R_RETRY, "INTERNAL_ERROR", "out of memory");
+            complete(d, j, OUT_RETRY, "INTERNAL_ERROR", "out of memory");
             return;
         }
         *a = (attempt){d, j, K_BUS, l};
@@ -1467,13 +1468,13 @@ static void start(eb_deliver *d, job *j, lane *l)
         store_cb_post(d, NULL);
         free(a);
         if (rc == EB_FWD_DELIVERED)
-            complete(d, j, R_OK, NULL, NULL);
+            complete(d, j, OUT_OK, NULL, NULL);
         else if (rc == EB_FWD_NO_BUS)
-            complete(d, j, R_FINAL, "NO_RESOURCE", "the target event bus does not exist");
+            complete(d, j, OUT_FINAL, "NO_RESOURCE", "the target event bus does not exist");
         else if (rc == EB_FWD_LOOP)
-            complete(d, j, R_LOOP, NULL, "hop limit");
+            complete(d, j, OUT_LOOP, NULL, "hop limit");
         else
-            complete(d, j, R_RETRY, "INTERNAL_ERROR", "the event could not be forwarded");
+            complete(d, j, OUT_RETRY, "INTERNAL_ERROR", "the event could not be forwarded");
         return;
     }
     /* the payload */
@@ -1493,7 +1494,7 @@ static void start(eb_deliver *d, job *j, lane *l)
     if (rc == EB_INPUT_OK && !payload.p)
         rc = eb_buf_puts(&payload, "") ? EB_INPUT_ERR : EB_INPUT_OK;
     if (rc != EB_INPUT_OK) {
-        complete(d, j, R_SKIP, NULL, why[0] ? why : "the input transformation gave nothing to deliver");
+        complete(d, j, OUT_SKIP, NULL, why[0] ? why : "the input transformation gave nothing to deliver");
         eb_buf_free(&payload);
         return;
     }
@@ -1504,20 +1505,20 @@ static void start(eb_deliver *d, job *j, lane *l)
         const char *name = l->key + 3;
         int fi = func_index(d, name);
         if (fi < 0) {
-            complete(d, j, R_FINAL, "NO_RESOURCE", "the function is not registered with this server");
+            complete(d, j, OUT_FINAL, "NO_RESOURCE", "the function is not registered with this server");
             break;
         }
         if (l->kind == K_FUNC_PROGRAM) {
             attempt *a = malloc(sizeof *a);
             if (!a) {
-                complete(d, j, R_RETRY, "INTERNAL_ERROR", "out of memory");
+                complete(d, j, OUT_RETRY, "INTERNAL_ERROR", "out of memory");
                 break;
             }
             *a = (attempt){d, j, K_FUNC_PROGRAM, l};
             if (eb_procs_run(d->procs, d->funcs[fi].program, payload.p, payload.n, d->cfg.function_timeout_ms, on_proc,
                              a)) {
                 free(a);
-                complete(d, j, R_RETRY, "INTERNAL_ERROR", "cannot start the function");
+                complete(d, j, OUT_RETRY, "INTERNAL_ERROR", "cannot start the function");
             }
         } else {
             static const char *const hdr[] = {"Content-Type: application/json", NULL};
@@ -1552,7 +1553,7 @@ static void start(eb_deliver *d, job *j, lane *l)
         if (!ll) {
             eb_buf_free(&line);
             eb_buf_free(&file);
-            complete(d, j, R_RETRY, "INTERNAL_ERROR", "out of memory");
+            complete(d, j, OUT_RETRY, "INTERNAL_ERROR", "out of memory");
             break;
         }
         (void)arn;
@@ -1568,7 +1569,7 @@ static void start(eb_deliver *d, job *j, lane *l)
         break;
     }
     default:
-        complete(d, j, R_FINAL, "NO_RESOURCE", "the target kind is not delivered by this server");
+        complete(d, j, OUT_FINAL, "NO_RESOURCE", "the target kind is not delivered by this server");
     }
     eb_buf_free(&payload);
 }
@@ -1619,7 +1620,7 @@ static void route(eb_deliver *d, job *j)
     eb_target_info_free(&j->ti);
     if (eb_core_target_get(d->cfg.core, j->rule, j->target_id, &j->ti)) {
         j->state = J_INFLIGHT;
-        compl o = {.j = j, .cls = R_DROP};
+        compl o = {.j = j, .cls = OUT_DROP};
         outcome(d, &o);
         return;
     }
@@ -1627,7 +1628,7 @@ static void route(eb_deliver *d, job *j)
     lane *l = lane_for(d, j, &code, &msg);
     if (!l) {
         j->state = J_INFLIGHT;
-        compl o = {.j = j, .cls = R_FINAL};
+        compl o = {.j = j, .cls = OUT_FINAL};
         snprintf(o.code, sizeof o.code, "%s", code);
         snprintf(o.msg, sizeof o.msg, "%s", msg);
         count(d, EB_M_INVOCATION_ATTEMPTS, j, 1);
