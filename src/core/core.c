@@ -2109,7 +2109,7 @@ eb_store *eb_core_store(eb_core *c)
 static rule *rule_by_key(eb_core *c, const char *key)
 {
     char parts[4][257];
-    if (split_key(key, parts, 4) != 4)
+    if (split_key(key, parts, 4))
         return NULL;
     eb_caller who = {parts[0], parts[1]};
     return rule_find(bus_find(region_find(c, &who), parts[2]), parts[3]);
