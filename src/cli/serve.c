@@ -41,6 +41,7 @@ typedef struct {
     long function_timeout_ms;
     unsigned function_concurrency;
     double time_scale;
+    int no_delivery;
     json_t *config_doc; /* owns the strings of creds and of values read from the config */
 } serve_opts;
 
@@ -51,7 +52,7 @@ static void serve_usage(FILE *out)
           "                     [--sync full|normal|off] [--retention SECONDS] [--threads N]\n"
           "                     [--strict-sources] [--insecure] [--metrics-listen HOST:PORT]\n"
           "                     [--function NAME=PROGRAM|URL]... [--function-timeout SECONDS]\n"
-          "                     [--function-concurrency N] [--test-time-scale X]\n"
+          "                     [--function-concurrency N] [--test-time-scale X] [--no-delivery]\n"
           "defaults: --listen 127.0.0.1:4010 --data-dir ./ebridge-data --region us-east-1\n"
           "          --account 000000000000 --sync full --retention 0 --log-level info\n",
           out);
@@ -315,6 +316,9 @@ static int parse_args(int argc, char **argv, serve_opts *o)
                 fprintf(stderr, "ebridge serve: bad --function-timeout '%s'\n", val);
                 return -1;
             }
+        } else if (!strcmp(a, "--no-delivery")) {
+            o->no_delivery = 1; /* ingest only: jobs wait in the store for a later start */
+            takes = 0;
         } else if (!strcmp(a, "--function-concurrency") && val) {
             o->function_concurrency = (unsigned)strtoul(val, NULL, 10);
         } else if (!strcmp(a, "--test-time-scale") && val) {
@@ -413,8 +417,8 @@ int cmd_serve(int argc, char **argv)
         dc.function_concurrency = o.function_concurrency;
     if (o.time_scale >= 1)
         dc.time_scale = o.time_scale;
-    dlv = eb_deliver_start(&dc, err, sizeof err);
-    if (!dlv) {
+    dlv = o.no_delivery ? NULL : eb_deliver_start(&dc, err, sizeof err);
+    if (!dlv && !o.no_delivery) {
         fprintf(stderr, "ebridge serve: cannot start delivery: %s\n", err);
         goto out;
     }

@@ -487,9 +487,12 @@ int eb_metrics_render(eb_metrics *reg, eb_buf *out)
             w_puts(&w, d->name);
             w_putc(&w, ' ');
             w_escaped(&w, d->help, 0);
-            w_puts(&w, " (AWS: ");
-            w_puts(&w, d->aws_name);
-            w_puts(&w, ")\n# TYPE ");
+            if (d->aws_name) { /* NULL: ebridge's own metric */
+                w_puts(&w, " (AWS: ");
+                w_puts(&w, d->aws_name);
+                w_putc(&w, ')');
+            }
+            w_puts(&w, "\n# TYPE ");
             w_puts(&w, d->name);
             w_puts(&w, d->type == EB_MT_COUNTER ? " counter\n" : " histogram\n");
             for (; k < n && v[k]->id == (eb_metric_id)ids[i]; k++)

@@ -88,7 +88,7 @@ typedef enum { EB_HB_NONE, EB_HB_LATENCY, EB_HB_REQUEST, EB_HB_BYTES } eb_hist_b
     X(EB_M_THROTTLED_RULES, "ebridge_throttled_rules_total", EB_MT_COUNTER, EB_HB_NONE,                                \
       EB_LS_NONE | EB_LS_BUS | EB_LS_RULE, "ThrottledRules", "Rule executions delayed by the invocation throttle.")     \
     X(EB_M_SCHEDULE_SKIPPED, "ebridge_schedule_skipped_total", EB_MT_COUNTER, EB_HB_NONE, EB_LS_BUS | EB_LS_RULE,      \
-      "(ebridge)", "Scheduled times a rule missed while the server was down (it fires once for the latest).")          \
+      NULL, "Scheduled times a rule missed while the server was down (it fired once, for the latest).")          \
     X(EB_M_INGESTION_TO_INVOCATION_START_LATENCY, "ebridge_ingestion_to_invocation_start_latency_seconds",             \
       EB_MT_HISTOGRAM, EB_HB_LATENCY, EB_LS_NONE | EB_LS_BUS | EB_LS_RULE, "IngestiontoInvocationStartLatency",        \
       "Time from ingestion to the start of the first invocation attempt.")                                            \

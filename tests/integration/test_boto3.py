@@ -856,8 +856,9 @@ def t_restart(c, srv, ev, ev_eu):
 
 
 def t_durability(c, binary):
-    """kill -9 with --sync full: acknowledged events/jobs and the control plane survive."""
-    with Server(binary, sync="full", account=ACCOUNT) as s:
+    """kill -9 with --sync full: acknowledged events/jobs and the control plane survive (ingest only:
+    --no-delivery keeps the jobs in the store to count them)."""
+    with Server(binary, sync="full", account=ACCOUNT, extra_args=["--no-delivery"]) as s:
         ev = client(s)
         ev.create_event_bus(Name="dur")
         ev.put_rule(Name="dr", EventBusName="dur", EventPattern='{"source": ["dur"]}')
@@ -879,7 +880,7 @@ def t_durability(c, binary):
 
 def t_jobs_and_strict(c, binary):
     """Delivery jobs per matching (enabled rule, target); --strict-sources."""
-    with Server(binary, account=ACCOUNT, extra_args=["--strict-sources"]) as s:
+    with Server(binary, account=ACCOUNT, extra_args=["--strict-sources", "--no-delivery"]) as s:
         ev = client(s)
         pat = '{"source": ["jobs"]}'
         ev.put_rule(Name="en", EventPattern=pat)

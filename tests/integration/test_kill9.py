@@ -26,9 +26,9 @@ server has stopped.  It therefore knows that backend's schema (see
 src/store/store_sqlite.c: events(rowid, id, ..., pending, body) and
 jobs(id, event -> events.rowid, rule, target_id, ...)); if the schema
 changes, update read_store() below.  The server keeps events until their jobs
-are finished; the target is an SQS queue ARN nobody serves, so a delivery
-worker (a later issue) cannot finish the jobs during the test, and
---retention 86400 keeps finished events anyway.
+are finished; the server runs with --no-delivery (ingest only), so the jobs
+stay in the store for this check, and --retention 86400 keeps finished events
+anyway. (Delivery across kill -9 is tests/integration/test_kill9_delivery.py.)
 
 Environment: KILL9_ROUNDS (default 3), KILL9_SECONDS (stream time before each
 kill, default 2), KILL9_THREADS (client threads, default 8).
@@ -78,7 +78,7 @@ class Server:
         self.logf = open(logpath, "ab")
         self.start_at = self.logf.tell()
         self.proc = subprocess.Popen(
-            [exe, "serve", "--listen", "127.0.0.1:0", "--data-dir", data, "--sync", "full", "--retention", "86400",
+            [exe, "serve", "--listen", "127.0.0.1:0", "--data-dir", data, "--sync", "full", "--retention", "86400", "--no-delivery",
              "--log-level", "info"], stdout=self.logf, stderr=subprocess.STDOUT)
         self.port = None
         deadline = time.time() + 30
