@@ -94,6 +94,7 @@ struct lane {
     /* OAuth (API destinations): the token of this lane's connection */
     char *token;
     int fetching;
+    char *conn_arn; /* the connection the token is for */
 };
 
 /* A finished attempt, from an executor thread to the dispatcher. */
@@ -1401,6 +1402,8 @@ static int token_fetch(eb_deliver *d, lane *l, const eb_apidest_info *info)
                            .body_len = get ? 0 : body.n - 2,
                            .timeout_ms = 5000};
         l->fetching = 1;
+        free(l->conn_arn);
+        l->conn_arn = info->conn_arn ? strdup(info->conn_arn) : NULL;
         if (eb_httpc_submit(d->http, &req, on_token, a)) {
             l->fetching = 0;
             free(a);
@@ -1424,9 +1427,15 @@ static void token_done(eb_deliver *d, compl *c)
         free(l->token);
         l->token = c->token;
         c->token = NULL;
+        /* AWS shows an OAuth connection AUTHORIZED once it has a token (a
+         * Deauthorize meanwhile wins: only AUTHORIZING moves) */
+        if (l->conn_arn)
+            eb_core_connection_set_state(d->cfg.core, l->conn_arn, "AUTHORIZING", "AUTHORIZED", NULL);
         lane_pump(d, l);
         return;
     }
+    if (l->conn_arn)
+        eb_core_connection_set_state(d->cfg.core, l->conn_arn, "AUTHORIZING", "AUTHORIZING", c->msg);
     eb_log(EB_LOG_WARN, "deliver: OAuth token fetch failed", "lane=\"%s\" err=\"%s\"", l->key, c->msg);
     /* the waiting jobs fail this attempt (retried with backoff) */
     while (l->qhead) {
@@ -2039,6 +2048,7 @@ static void free_all(eb_deliver *d)
             nx = l->hnext;
             free(l->key);
             free(l->token);
+            free(l->conn_arn);
             free(l);
         }
     free(d->lanes);
