@@ -26,14 +26,14 @@ eb put-rule --name admin-api-calls --event-pattern '{
 }' >/dev/null
 
 # 3. the API destination as target, with a transformed message
-eb put-targets --rule admin-api-calls --targets "[{
-  \"Id\": \"audit\", \"Arn\": \"$dest\",
-  \"InputTransformer\": {
-    \"InputPathsMap\": {\"who\": \"\$.detail.userIdentity.arn\", \"call\": \"\$.detail.eventName\",
-                        \"service\": \"\$.source\", \"group\": \"\$.detail.requestParameters.Name\"},
-    \"InputTemplate\": \"{\\\"text\\\": \\\"<who> called <call> (<service>) on <group>\\\", \\\"rule\\\": <aws.events.rule-name>}\"
-  }
-}]" >/dev/null
+eb put-targets --rule admin-api-calls --targets "$(cat <<EOF
+[{"Id": "audit", "Arn": "$dest",
+  "InputTransformer": {
+    "InputPathsMap": {"who": "\$.detail.userIdentity.arn", "call": "\$.detail.eventName",
+                      "service": "\$.source", "group": "\$.detail.requestParameters.Name"},
+    "InputTemplate": "{\"text\": \"<who> called <call> (<service>) on <group>\", \"rule\": <aws.events.rule-name>}"}}]
+EOF
+)" >/dev/null
 
 # 4. the CloudTrail event (reference §12.2) goes in through PutEvents
 eb put-events --entries "file://$here/entries.json"
