@@ -81,6 +81,13 @@ static int is_scalar_byte(char c)
            c == '.';
 }
 
+/* Bytes that matter while skipping a container: quotes and brackets. */
+static int is_struct_byte(char c)
+{
+    static const unsigned char tbl[256] = {['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1};
+    return tbl[(unsigned char)c];
+}
+
 /* s[i] starts a value: the index just after it, or BAD.  Containers are
  * skipped by counting brackets outside strings (no recursion). */
 static size_t skip_value(const char *s, size_t n, size_t i)
@@ -93,6 +100,10 @@ static size_t skip_value(const char *s, size_t n, size_t i)
     if (c == '{' || c == '[') {
         size_t depth = 0;
         while (i < n) {
+            while (i < n && !is_struct_byte(s[i]))
+                i++;
+            if (i >= n)
+                break;
             c = s[i];
             if (c == '"') {
                 i = str_end(s, n, i);
