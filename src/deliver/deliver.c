@@ -235,16 +235,30 @@ static uint64_t rnd64(void)
 
 /* ---- metrics ---------------------------------------------------------------------------- */
 
+/* Each metric is counted in every label set it is published with (AWS's
+ * dimensions: none, EventBusName, RuleName): totals are not derived. */
 static void count(eb_deliver *d, eb_metric_id m, const job *j, uint64_t n)
 {
-    if (d->cfg.metrics && j && j->ti.bus)
-        eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, j->ti.bus, j->ti.rule), n);
+    if (!d->cfg.metrics || !j || !j->ti.bus)
+        return;
+    unsigned ls = eb_metric_info(m)->label_sets;
+    eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, j->ti.bus, j->ti.rule), n);
+    if (ls & EB_LS_NONE)
+        eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, NULL, NULL), n);
+    if (ls & EB_LS_BUS)
+        eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, j->ti.bus, NULL), n);
 }
 
 static void observe(eb_deliver *d, eb_metric_id m, const job *j, double v)
 {
-    if (d->cfg.metrics && j && j->ti.bus)
-        eb_histogram_observe(eb_metrics_histogram(d->cfg.metrics, m, j->ti.bus, j->ti.rule), v);
+    if (!d->cfg.metrics || !j || !j->ti.bus)
+        return;
+    unsigned ls = eb_metric_info(m)->label_sets;
+    eb_histogram_observe(eb_metrics_histogram(d->cfg.metrics, m, j->ti.bus, j->ti.rule), v);
+    if (ls & EB_LS_NONE)
+        eb_histogram_observe(eb_metrics_histogram(d->cfg.metrics, m, NULL, NULL), v);
+    if (ls & EB_LS_BUS)
+        eb_histogram_observe(eb_metrics_histogram(d->cfg.metrics, m, j->ti.bus, NULL), v);
 }
 
 /* ---- the job table --------------------------------------------------------------------------- */
@@ -1974,8 +1988,10 @@ static void *dispatcher_main(void *arg)
             tl[i] = d->throttled[i];
             tl[i]->throttled = 0;
         }
-        memmove(d->throttled, d->throttled + nt, (d->nthrottled - nt) * sizeof *d->throttled);
-        d->nthrottled -= nt;
+        if (nt) {
+            memmove(d->throttled, d->throttled + nt, (d->nthrottled - nt) * sizeof *d->throttled);
+            d->nthrottled -= nt;
+        }
         for (size_t i = 0; i < nt; i++)
             lane_pump(d, tl[i]);
         sched_tick(d);
