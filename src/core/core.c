@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "core.h"
 
+#include "../deliver/transform.h" /* pure: input-mode validation shared with delivery */
 #include "../util/util.h"
 #include "connections.h"
 #include "schedule.h"
@@ -1176,6 +1177,21 @@ static int check_target(const json_t *t, eb_core_error *e)
             }
         }
     }
+    /* the transformer compiles (paths, template), and CloudWatch Logs targets
+     * take only the {"timestamp": ..., "message": ...} template (reference §6.4) */
+    char why[sizeof e->message];
+    if (eb_input_validate(t, why, sizeof why) ||
+        (!strcmp(ap.service, "logs") && eb_input_check_log_template(t, why, sizeof why))) {
+        fail(e, "ValidationException", "%s", why);
+        return -1;
+    }
+    int delivered = (!strcmp(ap.service, "lambda") && !strncmp(ap.resource, "function:", 9)) ||
+                    (!strcmp(ap.service, "events") &&
+                     (!strncmp(ap.resource, "event-bus/", 10) || !strncmp(ap.resource, "api-destination/", 16))) ||
+                    (!strcmp(ap.service, "logs") && !strncmp(ap.resource, "log-group:", 10));
+    if (!delivered)
+        eb_log(EB_LOG_WARN, "PutTargets: this target kind is stored but not delivered by this server (NO_RESOURCE)",
+               "target=\"%s\" arn=\"%s\"", id, tarn);
     return 0;
 }
 
