@@ -170,6 +170,8 @@ struct eb_deliver {
     sched *scheds;
     size_t nscheds, capscheds;
     int64_t next_sched_refresh_v;
+    int64_t next_summary_ms;      /* real mono ms: an info line with the counts, when they changed */
+    eb_deliver_stats last_summary;
     json_t *sched_state; /* rule key -> last fired seconds (as loaded) */
 
     eb_httpc *http;
@@ -638,7 +640,7 @@ static void dead_letter(eb_deliver *d, job *j, const char *code, const char *msg
     if (!dlq_arn) {
         count(d, EB_M_FAILED_INVOCATIONS, j, 1);
         stat_add(d, &d->stats.dropped, 1);
-        eb_log(EB_LOG_INFO, "deliver: dropped", "rule=\"%s\" target=\"%s\" event=%s code=%s err=\"%s\"", j->rule,
+        eb_log(EB_LOG_DEBUG, "deliver: dropped", "rule=\"%s\" target=\"%s\" event=%s code=%s err=\"%s\"", j->rule,
                j->target_id, j->event_id, code, msg);
         record(d, j, EB_JOB_FINISHED, NULL, NULL);
         return;
@@ -689,7 +691,7 @@ static void dead_letter(eb_deliver *d, job *j, const char *code, const char *msg
     }
     count(d, EB_M_INVOCATIONS_SENT_TO_DLQ, j, 1);
     stat_add(d, &d->stats.dead_lettered, 1);
-    eb_log(EB_LOG_INFO, "deliver: dead-lettered", "queue=\"%s\" rule=\"%s\" target=\"%s\" event=%s code=%s", queue,
+    eb_log(EB_LOG_DEBUG, "deliver: dead-lettered", "queue=\"%s\" rule=\"%s\" target=\"%s\" event=%s code=%s", queue,
            j->rule, j->target_id, j->event_id, code);
     record(d, j, EB_JOB_FINISHED, queue, a.p);
     eb_buf_free(&a);
@@ -734,20 +736,20 @@ static void outcome(eb_deliver *d, compl *c)
     case OUT_SKIP: /* AWS silently does not deliver */
         count(d, EB_M_FAILED_INVOCATIONS, j, 1);
         stat_add(d, &d->stats.dropped, 1);
-        eb_log(EB_LOG_INFO, "deliver: not delivered", "rule=\"%s\" target=\"%s\" event=%s why=\"%s\"", j->rule,
+        eb_log(EB_LOG_DEBUG, "deliver: not delivered", "rule=\"%s\" target=\"%s\" event=%s why=\"%s\"", j->rule,
                j->target_id, j->event_id, c->msg);
         record(d, j, EB_JOB_FINISHED, NULL, NULL);
         break;
     case OUT_DROP: /* the target, rule or bus is gone */
         stat_add(d, &d->stats.dropped, 1);
-        eb_log(EB_LOG_INFO, "deliver: target gone; dropped", "rule=\"%s\" target=\"%s\" event=%s", j->rule,
+        eb_log(EB_LOG_DEBUG, "deliver: target gone; dropped", "rule=\"%s\" target=\"%s\" event=%s", j->rule,
                j->target_id, j->event_id);
         record(d, j, EB_JOB_FINISHED, NULL, NULL);
         break;
     case OUT_LOOP:
         count(d, EB_M_DEAD_LETTER_INVOCATIONS, j, 1);
         stat_add(d, &d->stats.dropped, 1);
-        eb_log(EB_LOG_WARN, "deliver: bus loop; dropped", "rule=\"%s\" target=\"%s\" event=%s hops=%u", j->rule,
+        eb_log(EB_LOG_DEBUG, "deliver: bus loop; dropped", "rule=\"%s\" target=\"%s\" event=%s hops=%u", j->rule,
                j->target_id, j->event_id, j->hops);
         record(d, j, EB_JOB_FINISHED, NULL, NULL);
         break;
@@ -1996,6 +1998,21 @@ static void *dispatcher_main(void *arg)
             lane_pump(d, tl[i]);
         sched_tick(d);
         int64_t nowm = mono_ms();
+        if (nowm >= d->next_summary_ms) {
+            /* per-event outcomes are logged at debug level; this line sums them up */
+            d->next_summary_ms = nowm + 10000;
+            eb_deliver_stats st;
+            pthread_mutex_lock(&d->mu);
+            st = d->stats;
+            pthread_mutex_unlock(&d->mu);
+            if (st.delivered != d->last_summary.delivered || st.retried != d->last_summary.retried ||
+                st.dead_lettered != d->last_summary.dead_lettered || st.dropped != d->last_summary.dropped)
+                eb_log(EB_LOG_INFO, "deliver: progress",
+                       "delivered=%llu retried=%llu dead_lettered=%llu dropped=%llu in_memory=%zu waiting_retry=%zu",
+                       (unsigned long long)st.delivered, (unsigned long long)st.retried,
+                       (unsigned long long)st.dead_lettered, (unsigned long long)st.dropped, d->njobs, d->nheap);
+            d->last_summary = st;
+        }
         if (!d->scanning && nowm >= d->next_scan_ms) {
             d->scanning = 1;
             d->scan_cursor = 0;
