@@ -140,8 +140,9 @@ struct eb_deliver {
     eb_deliver_config cfg;
     eb_function *funcs;
     char *data_dir, *log_dir;
-    int64_t wall0_ms;
+    int64_t wall0_ms;   /* virtual time at start */
     uint64_t mono0_ns;
+    int64_t anchor_ms;  /* real wall time at which virtual time = real time (time_scale != 1) */
 
     pthread_t thread;
     pthread_mutex_t mu; /* guards the inbox and stop */
@@ -191,11 +192,21 @@ static int64_t mono_ms(void)
     return (int64_t)(eb_mono_ns() / 1000000u);
 }
 
-/* The engine's clock: wall time at start + elapsed real time x time_scale. */
+/* The engine's clock: virtual time at start + elapsed real time x time_scale.
+ * With a time scale, virtual time runs that much faster from an anchor kept
+ * in the store (the first start on the data dir), also while the server is
+ * down: a restart continues the same clock, so persisted virtual times (retry
+ * due times, the schedules' last firings) stay meaningful. */
 static int64_t vnow_ms(const eb_deliver *d)
 {
     double el = (double)(eb_mono_ns() - d->mono0_ns) / 1e6;
     return d->wall0_ms + (int64_t)(el * d->cfg.time_scale);
+}
+
+/* A real wall time (e.g. an event's ingestion time) on the virtual clock. */
+static int64_t v_of_real(const eb_deliver *d, int64_t real_ms)
+{
+    return d->anchor_ms + (int64_t)((double)(real_ms - d->anchor_ms) * d->cfg.time_scale);
 }
 
 /* Virtual ms from now -> real ms. */
@@ -743,7 +754,7 @@ static void outcome(eb_deliver *d, compl *c)
     case OUT_RETRY: {
         int64_t max_attempts, max_age_s;
         retry_policy(j, &max_attempts, &max_age_s);
-        int64_t age_ms = now_v - j->time_ms;
+        int64_t age_ms = now_v - v_of_real(d, j->time_ms);
         if (c->has_retry_after && c->retry_after_ms < 0) {
             dead_letter(d, j, c->code, c->msg, NULL); /* a negative Retry-After stops retries */
             break;
@@ -1878,6 +1889,17 @@ static int load_sched_state(void *ctx, const char *key, const char *doc, size_t 
     return 0;
 }
 
+static int load_anchor(void *ctx, const char *key, const char *doc, size_t len)
+{
+    int64_t *anchor = ctx;
+    json_t *o = json_loadb(doc, len, 0, NULL);
+    const json_t *a = json_object_get(o, "anchor_ms");
+    if (!strcmp(key, "anchor") && json_is_integer(a))
+        *anchor = json_integer_value(a);
+    json_decref(o);
+    return 0;
+}
+
 /* ---- the dispatcher ------------------------------------------------------------------------------ */
 
 static void *dispatcher_main(void *arg)
@@ -2105,7 +2127,7 @@ eb_deliver *eb_deliver_start(const eb_deliver_config *cfg, char *err, size_t err
     d->fresh_tail = &d->fresh_head;
     d->done_tail = &d->done_head;
     d->ltail = &d->lhead;
-    d->wall0_ms = eb_now_ms();
+    d->wall0_ms = d->anchor_ms = eb_now_ms();
     d->mono0_ns = eb_mono_ns();
     d->nbuckets = 1024;
     d->buckets = calloc(d->nbuckets, sizeof *d->buckets);
@@ -2141,6 +2163,19 @@ eb_deliver *eb_deliver_start(const eb_deliver_config *cfg, char *err, size_t err
         return NULL;
     }
     eb_store_doc_scan(cfg->store, "schedule", load_sched_state, d);
+    if (d->cfg.time_scale != 1.0) {
+        int64_t anchor = -1;
+        eb_store_doc_scan(cfg->store, "clock", load_anchor, &anchor);
+        if (anchor < 0 || anchor > d->anchor_ms) {
+            char doc[64];
+            snprintf(doc, sizeof doc, "{\"anchor_ms\":%lld}", (long long)d->anchor_ms);
+            if (eb_store_doc_put(cfg->store, "clock", "anchor", doc, strlen(doc)) != EB_STORE_OK)
+                eb_log(EB_LOG_WARN, "deliver: cannot record the test clock's anchor", NULL);
+        } else {
+            d->anchor_ms = anchor;
+        }
+        d->wall0_ms = v_of_real(d, d->wall0_ms);
+    }
     d->http = eb_httpc_new(err, errlen);
     d->procs = d->http ? eb_procs_new(err, errlen) : NULL;
     if (!d->http || !d->procs) {
