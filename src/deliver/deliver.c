@@ -246,16 +246,38 @@ static uint64_t rnd64(void)
 
 /* ---- metrics ---------------------------------------------------------------------------- */
 
+/* A rule's series {event_bus, rule} of metric m and the aggregates the
+ * metric has (docs/metrics.md): {event_bus} and the unlabelled one. */
+static void count_rule(eb_deliver *d, eb_metric_id m, const char *bus, const char *rule, uint64_t n)
+{
+    const eb_metric_def *def = eb_metric_info(m);
+    if (!d->cfg.metrics || !def)
+        return;
+    if (def->label_sets & EB_LS_RULE)
+        eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, bus, rule), n);
+    if (def->label_sets & EB_LS_BUS)
+        eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, bus, NULL), n);
+    if (def->label_sets & EB_LS_NONE)
+        eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, NULL, NULL), n);
+}
+
 static void count(eb_deliver *d, eb_metric_id m, const job *j, uint64_t n)
 {
-    if (d->cfg.metrics && j && j->ti.bus)
-        eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, j->ti.bus, j->ti.rule), n);
+    if (j && j->ti.bus)
+        count_rule(d, m, j->ti.bus, j->ti.rule, n);
 }
 
 static void observe(eb_deliver *d, eb_metric_id m, const job *j, double v)
 {
-    if (d->cfg.metrics && j && j->ti.bus)
+    const eb_metric_def *def = eb_metric_info(m);
+    if (!d->cfg.metrics || !def || !j || !j->ti.bus)
+        return;
+    if (def->label_sets & EB_LS_RULE)
         eb_histogram_observe(eb_metrics_histogram(d->cfg.metrics, m, j->ti.bus, j->ti.rule), v);
+    if (def->label_sets & EB_LS_BUS)
+        eb_histogram_observe(eb_metrics_histogram(d->cfg.metrics, m, j->ti.bus, NULL), v);
+    if (def->label_sets & EB_LS_NONE)
+        eb_histogram_observe(eb_metrics_histogram(d->cfg.metrics, m, NULL, NULL), v);
 }
 
 /* ---- the job table --------------------------------------------------------------------------- */
@@ -1788,8 +1810,8 @@ static void sched_fire(eb_deliver *d, sched *s, int64_t at_s, uint64_t skipped)
         char parts[4][257];
         if (sscanf(s->key, "%256[^/]/%256[^/]/%256[^/]/%256s", parts[0], parts[1], parts[2], parts[3]) == 4) {
             if (skipped)
-                eb_counter_add(eb_metrics_counter(d->cfg.metrics, EB_M_SCHEDULE_SKIPPED, parts[2], parts[3]), skipped);
-            eb_counter_add(eb_metrics_counter(d->cfg.metrics, EB_M_TRIGGERED_RULES, parts[2], parts[3]), 1);
+                count_rule(d, EB_M_SCHEDULE_SKIPPED, parts[2], parts[3], skipped);
+            count_rule(d, EB_M_TRIGGERED_RULES, parts[2], parts[3], 1);
         }
     }
     s->last_s = at_s;
