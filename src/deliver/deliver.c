@@ -1673,8 +1673,7 @@ static void route(eb_deliver *d, job *j)
         compl o = {.j = j, .cls = OUT_FINAL};
         snprintf(o.code, sizeof o.code, "%s", code);
         snprintf(o.msg, sizeof o.msg, "%s", msg);
-        count(d, EB_M_INVOCATION_ATTEMPTS, j, 1);
-        outcome(d, &o);
+        outcome(d, &o); /* counts the attempt */
         return;
     }
     j->state = J_QUEUED;
