@@ -751,6 +751,7 @@ static void outcome(eb_deliver *d, compl *c)
         record(d, j, EB_JOB_FINISHED, NULL, NULL);
         break;
     case OUT_SKIP: /* AWS silently does not deliver */
+        count(d, EB_M_INVOCATIONS, j, 1);
         count(d, EB_M_FAILED_INVOCATIONS, j, 1);
         stat_add(d, &d->stats.dropped, 1);
         eb_log(EB_LOG_INFO, "deliver: not delivered", "rule=\"%s\" target=\"%s\" event=%s why=\"%s\"", j->rule,
