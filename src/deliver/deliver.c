@@ -79,6 +79,7 @@ typedef struct job {
     int64_t started_mono_ms;
     int first_done;
     int refreshed; /* retried once with a fresh OAuth token */
+    int throttled;  /* this attempt waited for the lane's rate (ThrottledRules counted) */
 } job;
 
 struct lane {
@@ -1630,6 +1631,10 @@ static void lane_pump(eb_deliver *d, lane *l)
             if (l->tokens > l->rate)
                 l->tokens = l->rate;
             if (l->tokens < 1.0) {
+                if (!l->qhead->throttled) { /* once per delayed invocation attempt */
+                    l->qhead->throttled = 1;
+                    count(d, EB_M_THROTTLED_RULES, l->qhead, 1);
+                }
                 if (!l->throttled) {
                     l->throttled = 1;
                     if (d->nthrottled == d->capthrottled) {
@@ -1641,7 +1646,6 @@ static void lane_pump(eb_deliver *d, lane *l)
                         d->capthrottled = nc;
                     }
                     d->throttled[d->nthrottled++] = l;
-                    count(d, EB_M_THROTTLED_RULES, l->qhead, 1);
                 }
                 return;
             }
@@ -1679,6 +1683,7 @@ static void route(eb_deliver *d, job *j)
     }
     j->state = J_QUEUED;
     j->qnext = NULL;
+    j->throttled = 0;
     if (l->qtail)
         l->qtail->qnext = j;
     else
