@@ -2023,7 +2023,8 @@ static void *dispatcher_main(void *arg)
             tl[i] = d->throttled[i];
             tl[i]->throttled = 0;
         }
-        memmove(d->throttled, d->throttled + nt, (d->nthrottled - nt) * sizeof *d->throttled);
+        if (nt) /* d->throttled is NULL until a lane was throttled */
+            memmove(d->throttled, d->throttled + nt, (d->nthrottled - nt) * sizeof *d->throttled);
         d->nthrottled -= nt;
         for (size_t i = 0; i < nt; i++)
             lane_pump(d, tl[i]);
