@@ -2206,6 +2206,8 @@ static long bus_jobs(eb_core *c, const region *r, const bus *b, const char *ev, 
             n++;
         }
     }
+    if (!oom) /* the target bus's rules ran, as for PutEvents */
+        count_matches(c->cfg.metrics, b, matched, nm, (size_t)n);
     eb_snapshot_release(snap);
     matcher_put(c, mt);
     return oom ? -1 : n;

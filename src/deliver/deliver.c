@@ -79,6 +79,7 @@ typedef struct job {
     int64_t started_mono_ms;
     int first_done;
     int refreshed; /* retried once with a fresh OAuth token */
+    int throttled;  /* this attempt waited for the lane's rate (ThrottledRules counted) */
 } job;
 
 struct lane {
@@ -140,8 +141,9 @@ struct eb_deliver {
     eb_deliver_config cfg;
     eb_function *funcs;
     char *data_dir, *log_dir;
-    int64_t wall0_ms;
+    int64_t wall0_ms;   /* virtual time at start */
     uint64_t mono0_ns;
+    int64_t anchor_ms;  /* real wall time at which virtual time = real time (time_scale != 1) */
 
     pthread_t thread;
     pthread_mutex_t mu; /* guards the inbox and stop */
@@ -193,11 +195,21 @@ static int64_t mono_ms(void)
     return (int64_t)(eb_mono_ns() / 1000000u);
 }
 
-/* The engine's clock: wall time at start + elapsed real time x time_scale. */
+/* The engine's clock: virtual time at start + elapsed real time x time_scale.
+ * With a time scale, virtual time runs that much faster from an anchor kept
+ * in the store (the first start on the data dir), also while the server is
+ * down: a restart continues the same clock, so persisted virtual times (retry
+ * due times, the schedules' last firings) stay meaningful. */
 static int64_t vnow_ms(const eb_deliver *d)
 {
     double el = (double)(eb_mono_ns() - d->mono0_ns) / 1e6;
     return d->wall0_ms + (int64_t)(el * d->cfg.time_scale);
+}
+
+/* A real wall time (e.g. an event's ingestion time) on the virtual clock. */
+static int64_t v_of_real(const eb_deliver *d, int64_t real_ms)
+{
+    return d->anchor_ms + (int64_t)((double)(real_ms - d->anchor_ms) * d->cfg.time_scale);
 }
 
 /* Virtual ms from now -> real ms. */
@@ -237,30 +249,38 @@ static uint64_t rnd64(void)
 
 /* ---- metrics ---------------------------------------------------------------------------- */
 
-/* Each metric is counted in every label set it is published with (AWS's
- * dimensions: none, EventBusName, RuleName): totals are not derived. */
+/* A rule's series {event_bus, rule} of metric m and the aggregates the
+ * metric has (docs/metrics.md): {event_bus} and the unlabelled one. */
+static void count_rule(eb_deliver *d, eb_metric_id m, const char *bus, const char *rule, uint64_t n)
+{
+    const eb_metric_def *def = eb_metric_info(m);
+    if (!d->cfg.metrics || !def)
+        return;
+    if (def->label_sets & EB_LS_RULE)
+        eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, bus, rule), n);
+    if (def->label_sets & EB_LS_BUS)
+        eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, bus, NULL), n);
+    if (def->label_sets & EB_LS_NONE)
+        eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, NULL, NULL), n);
+}
+
 static void count(eb_deliver *d, eb_metric_id m, const job *j, uint64_t n)
 {
-    if (!d->cfg.metrics || !j || !j->ti.bus)
-        return;
-    unsigned ls = eb_metric_info(m)->label_sets;
-    eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, j->ti.bus, j->ti.rule), n);
-    if (ls & EB_LS_NONE)
-        eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, NULL, NULL), n);
-    if (ls & EB_LS_BUS)
-        eb_counter_add(eb_metrics_counter(d->cfg.metrics, m, j->ti.bus, NULL), n);
+    if (j && j->ti.bus)
+        count_rule(d, m, j->ti.bus, j->ti.rule, n);
 }
 
 static void observe(eb_deliver *d, eb_metric_id m, const job *j, double v)
 {
-    if (!d->cfg.metrics || !j || !j->ti.bus)
+    const eb_metric_def *def = eb_metric_info(m);
+    if (!d->cfg.metrics || !def || !j || !j->ti.bus)
         return;
-    unsigned ls = eb_metric_info(m)->label_sets;
-    eb_histogram_observe(eb_metrics_histogram(d->cfg.metrics, m, j->ti.bus, j->ti.rule), v);
-    if (ls & EB_LS_NONE)
-        eb_histogram_observe(eb_metrics_histogram(d->cfg.metrics, m, NULL, NULL), v);
-    if (ls & EB_LS_BUS)
+    if (def->label_sets & EB_LS_RULE)
+        eb_histogram_observe(eb_metrics_histogram(d->cfg.metrics, m, j->ti.bus, j->ti.rule), v);
+    if (def->label_sets & EB_LS_BUS)
         eb_histogram_observe(eb_metrics_histogram(d->cfg.metrics, m, j->ti.bus, NULL), v);
+    if (def->label_sets & EB_LS_NONE)
+        eb_histogram_observe(eb_metrics_histogram(d->cfg.metrics, m, NULL, NULL), v);
 }
 
 /* ---- the job table --------------------------------------------------------------------------- */
@@ -734,6 +754,7 @@ static void outcome(eb_deliver *d, compl *c)
         record(d, j, EB_JOB_FINISHED, NULL, NULL);
         break;
     case OUT_SKIP: /* AWS silently does not deliver */
+        count(d, EB_M_INVOCATIONS, j, 1);
         count(d, EB_M_FAILED_INVOCATIONS, j, 1);
         stat_add(d, &d->stats.dropped, 1);
         eb_log(EB_LOG_DEBUG, "deliver: not delivered", "rule=\"%s\" target=\"%s\" event=%s why=\"%s\"", j->rule,
@@ -759,7 +780,7 @@ static void outcome(eb_deliver *d, compl *c)
     case OUT_RETRY: {
         int64_t max_attempts, max_age_s;
         retry_policy(j, &max_attempts, &max_age_s);
-        int64_t age_ms = now_v - j->time_ms;
+        int64_t age_ms = now_v - v_of_real(d, j->time_ms);
         if (c->has_retry_after && c->retry_after_ms < 0) {
             dead_letter(d, j, c->code, c->msg, NULL); /* a negative Retry-After stops retries */
             break;
@@ -1612,6 +1633,10 @@ static void lane_pump(eb_deliver *d, lane *l)
             if (l->tokens > l->rate)
                 l->tokens = l->rate;
             if (l->tokens < 1.0) {
+                if (!l->qhead->throttled) { /* once per delayed invocation attempt */
+                    l->qhead->throttled = 1;
+                    count(d, EB_M_THROTTLED_RULES, l->qhead, 1);
+                }
                 if (!l->throttled) {
                     l->throttled = 1;
                     if (d->nthrottled == d->capthrottled) {
@@ -1623,7 +1648,6 @@ static void lane_pump(eb_deliver *d, lane *l)
                         d->capthrottled = nc;
                     }
                     d->throttled[d->nthrottled++] = l;
-                    count(d, EB_M_THROTTLED_RULES, l->qhead, 1);
                 }
                 return;
             }
@@ -1656,12 +1680,12 @@ static void route(eb_deliver *d, job *j)
         compl o = {.j = j, .cls = OUT_FINAL};
         snprintf(o.code, sizeof o.code, "%s", code);
         snprintf(o.msg, sizeof o.msg, "%s", msg);
-        count(d, EB_M_INVOCATION_ATTEMPTS, j, 1);
-        outcome(d, &o);
+        outcome(d, &o); /* counts the attempt */
         return;
     }
     j->state = J_QUEUED;
     j->qnext = NULL;
+    j->throttled = 0;
     if (l->qtail)
         l->qtail->qnext = j;
     else
@@ -1793,8 +1817,8 @@ static void sched_fire(eb_deliver *d, sched *s, int64_t at_s, uint64_t skipped)
         char parts[4][257];
         if (sscanf(s->key, "%256[^/]/%256[^/]/%256[^/]/%256s", parts[0], parts[1], parts[2], parts[3]) == 4) {
             if (skipped)
-                eb_counter_add(eb_metrics_counter(d->cfg.metrics, EB_M_SCHEDULE_SKIPPED, parts[2], parts[3]), skipped);
-            eb_counter_add(eb_metrics_counter(d->cfg.metrics, EB_M_TRIGGERED_RULES, parts[2], parts[3]), 1);
+                count_rule(d, EB_M_SCHEDULE_SKIPPED, parts[2], parts[3], skipped);
+            count_rule(d, EB_M_TRIGGERED_RULES, parts[2], parts[3], 1);
         }
     }
     s->last_s = at_s;
@@ -1890,6 +1914,17 @@ static int load_sched_state(void *ctx, const char *key, const char *doc, size_t 
     const json_t *last = json_object_get(o, "last");
     if (json_is_integer(last))
         json_object_set(d->sched_state, key, (json_t *)last);
+    json_decref(o);
+    return 0;
+}
+
+static int load_anchor(void *ctx, const char *key, const char *doc, size_t len)
+{
+    int64_t *anchor = ctx;
+    json_t *o = json_loadb(doc, len, 0, NULL);
+    const json_t *a = json_object_get(o, "anchor_ms");
+    if (!strcmp(key, "anchor") && json_is_integer(a))
+        *anchor = json_integer_value(a);
     json_decref(o);
     return 0;
 }
@@ -1990,10 +2025,9 @@ static void *dispatcher_main(void *arg)
             tl[i] = d->throttled[i];
             tl[i]->throttled = 0;
         }
-        if (nt) {
+        if (nt) /* d->throttled is NULL until a lane was throttled */
             memmove(d->throttled, d->throttled + nt, (d->nthrottled - nt) * sizeof *d->throttled);
-            d->nthrottled -= nt;
-        }
+        d->nthrottled -= nt;
         for (size_t i = 0; i < nt; i++)
             lane_pump(d, tl[i]);
         sched_tick(d);
@@ -2138,7 +2172,7 @@ eb_deliver *eb_deliver_start(const eb_deliver_config *cfg, char *err, size_t err
     d->fresh_tail = &d->fresh_head;
     d->done_tail = &d->done_head;
     d->ltail = &d->lhead;
-    d->wall0_ms = eb_now_ms();
+    d->wall0_ms = d->anchor_ms = eb_now_ms();
     d->mono0_ns = eb_mono_ns();
     d->nbuckets = 1024;
     d->buckets = calloc(d->nbuckets, sizeof *d->buckets);
@@ -2174,6 +2208,19 @@ eb_deliver *eb_deliver_start(const eb_deliver_config *cfg, char *err, size_t err
         return NULL;
     }
     eb_store_doc_scan(cfg->store, "schedule", load_sched_state, d);
+    if (d->cfg.time_scale != 1.0) {
+        int64_t anchor = -1;
+        eb_store_doc_scan(cfg->store, "clock", load_anchor, &anchor);
+        if (anchor < 0 || anchor > d->anchor_ms) {
+            char doc[64];
+            snprintf(doc, sizeof doc, "{\"anchor_ms\":%lld}", (long long)d->anchor_ms);
+            if (eb_store_doc_put(cfg->store, "clock", "anchor", doc, strlen(doc)) != EB_STORE_OK)
+                eb_log(EB_LOG_WARN, "deliver: cannot record the test clock's anchor", NULL);
+        } else {
+            d->anchor_ms = anchor;
+        }
+        d->wall0_ms = v_of_real(d, d->wall0_ms);
+    }
     d->http = eb_httpc_new(err, errlen);
     d->procs = d->http ? eb_procs_new(err, errlen) : NULL;
     if (!d->http || !d->procs) {

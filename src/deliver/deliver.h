@@ -14,7 +14,9 @@
  * fills its own lane.
  *
  * Time: `time_scale` > 1 makes backoff delays, event ages and schedules run
- * that many times faster (tests); validation elsewhere keeps AWS's ranges. */
+ * that many times faster (tests); validation elsewhere keeps AWS's ranges.
+ * That virtual clock starts at the first start on a data dir (its anchor is
+ * kept in the store) and keeps running, scaled, while the server is down. */
 #ifndef EB_DELIVER_H
 #define EB_DELIVER_H
 

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -801,6 +802,486 @@ static void test_kill9(void)
     rm_store_dir(dir);
 }
 
+/* ---- the delivery queue: job sink, job scan, outcomes, dead letters ------------------------- */
+
+/* What the sink or a scan handed over (copied). */
+typedef struct {
+    int64_t id, event_row, time_ms, next;
+    uint32_t attempts, hops;
+    char rule[96], target[32], event_id[32], body[256];
+} job_copy;
+
+typedef struct {
+    pthread_mutex_t mu;
+    job_copy j[64];
+    size_t n, calls;
+    atomic_uint seq, sink_seq, done_seq; /* order of the sink and the done callback */
+    int64_t skip;                        /* want_not: the job id not wanted */
+} job_list;
+
+static void copy_jobs(job_list *l, const eb_store_job_rec *r, size_t n)
+{
+    pthread_mutex_lock(&l->mu);
+    l->calls++;
+    for (size_t i = 0; i < n && l->n < 64; i++) {
+        job_copy *c = &l->j[l->n++];
+        c->id = r[i].job_id;
+        c->event_row = r[i].event_row;
+        c->time_ms = r[i].time_ms;
+        c->next = r[i].next_attempt_ms;
+        c->attempts = r[i].attempts;
+        c->hops = r[i].hops;
+        snprintf(c->rule, sizeof c->rule, "%s", r[i].rule);
+        snprintf(c->target, sizeof c->target, "%s", r[i].target_id);
+        snprintf(c->event_id, sizeof c->event_id, "%s", r[i].event_id);
+        snprintf(c->body, sizeof c->body, "%.*s", (int)r[i].len, r[i].body);
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void sink_jobs(void *ctx, const eb_store_job_rec *r, size_t n)
+{
+    job_list *l = ctx;
+    atomic_store(&l->sink_seq, atomic_fetch_add(&l->seq, 1) + 1);
+    copy_jobs(l, r, n);
+}
+
+static void sink_done(void *ctx, int status)
+{
+    job_list *l = ctx;
+    if (status == EB_STORE_OK)
+        atomic_store(&l->done_seq, atomic_fetch_add(&l->seq, 1) + 1);
+}
+
+/* A scan's want and fn share their ctx: the job_list. */
+static int want_not(void *ctx, int64_t id)
+{
+    return id != ((const job_list *)ctx)->skip;
+}
+
+/* Scan every pending job (pages of `page`) into l; returns the pages' examined total. */
+static int scan_all(eb_store *s, size_t page, int (*want)(void *, int64_t), job_list *l)
+{
+    int64_t after = 0, last = 0;
+    int total = 0;
+    for (;;) {
+        int n = eb_store_job_scan(s, after, page, &last, want, (eb_store_jobs_fn)copy_jobs, l);
+        if (n < 0)
+            return n;
+        total += n;
+        if ((size_t)n < page)
+            return total;
+        after = last;
+    }
+}
+
+typedef struct {
+    int64_t id, time_ms;
+    char queue[64], attrs[256], rule[96], target[32], event_id[32], body[256];
+} dead_copy;
+
+typedef struct {
+    dead_copy d[16];
+    int n;
+} dead_list;
+
+static int collect_dead(void *ctx, const eb_store_dead *d)
+{
+    dead_list *l = ctx;
+    if (l->n < 16) {
+        dead_copy *c = &l->d[l->n];
+        c->id = d->id;
+        c->time_ms = d->time_ms;
+        snprintf(c->queue, sizeof c->queue, "%s", d->queue);
+        snprintf(c->attrs, sizeof c->attrs, "%s", d->attrs);
+        snprintf(c->rule, sizeof c->rule, "%s", d->rule);
+        snprintf(c->target, sizeof c->target, "%s", d->target_id);
+        snprintf(c->event_id, sizeof c->event_id, "%s", d->event_id);
+        snprintf(c->body, sizeof c->body, "%.*s", (int)d->len, d->body);
+    }
+    l->n++;
+    return 0;
+}
+
+static void job_list_reset(job_list *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->n = 0;
+    l->calls = 0;
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void test_job_queue(void)
+{
+    char dir[300];
+    subdir(dir, sizeof dir, "queue");
+    eb_store *s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    static job_list sunk, scanned;
+    pthread_mutex_init(&sunk.mu, NULL);
+    pthread_mutex_init(&scanned.mu, NULL);
+    eb_store_set_job_sink(s, sink_jobs, &sunk);
+
+    /* e0: two jobs, e1: none (not kept), e2: one job, 3 hops behind it */
+    one_event a, b, c;
+    make_event(&a, 0, 100, 2);
+    make_event(&b, 1, 100, 0);
+    make_event(&c, 2, 120, 1);
+    c.ev.hops = 3;
+    c.ev.time_ms = 1234567;
+    eb_store_event evs[3] = {a.ev, b.ev, c.ev};
+    eb_store_job jobs[3] = {a.jobs[0], a.jobs[1], c.jobs[0]};
+    evs[2].first_job = 2;
+    CHECK(eb_store_append(s, evs, 3, jobs, 3, sink_done, &sunk) == EB_STORE_OK);
+    for (int i = 0; i < 5000 && !atomic_load(&sunk.done_seq); i++)
+        usleep(1000);
+    /* the sink got every job of the append once it was committed, before its done callback */
+    CHECK(atomic_load(&sunk.sink_seq) == 1 && atomic_load(&sunk.done_seq) == 2);
+    CHECK(sunk.calls == 1 && sunk.n == 3);
+    if (sunk.n != 3)
+        return;
+    CHECK(sunk.j[0].id > 0 && sunk.j[1].id > sunk.j[0].id && sunk.j[2].id > sunk.j[1].id);
+    CHECK(sunk.j[0].event_row == sunk.j[1].event_row && sunk.j[2].event_row != sunk.j[0].event_row);
+    CHECK_STR(sunk.j[0].rule, "000000000000/us-east-1/default/r1");
+    CHECK_STR(sunk.j[1].target, "t2");
+    CHECK_STR(sunk.j[2].event_id, "e2");
+    CHECK_STR(sunk.j[2].body, c.body);
+    CHECK(sunk.j[2].hops == 3 && sunk.j[0].hops == 0 && sunk.j[2].time_ms == 1234567);
+    CHECK(sunk.j[0].attempts == 0 && sunk.j[0].next == 0);
+    int64_t id0 = sunk.j[0].id, id1 = sunk.j[1].id, id2 = sunk.j[2].id, row0 = sunk.j[0].event_row;
+
+    /* a scan hands over every pending job that is wanted, read in full */
+    CHECK(scan_all(s, 10, NULL, &scanned) == 3);
+    CHECK(scanned.n == 3 && scanned.j[2].id == id2 && scanned.j[2].hops == 3);
+    CHECK(scanned.j[2].time_ms == 1234567 && scanned.j[2].next == 1234567); /* next attempt starts at the event's time */
+    CHECK_STR(scanned.j[2].body, c.body);
+    CHECK_STR(scanned.j[1].rule, "000000000000/us-east-1/default/r2");
+    /* want() filters (those not wanted are examined but not read) */
+    job_list_reset(&scanned);
+    scanned.skip = id1;
+    CHECK(scan_all(s, 10, want_not, &scanned) == 3);
+    CHECK(scanned.n == 2 && scanned.j[0].id == id0 && scanned.j[1].id == id2);
+    /* pages: limit 2 examines 2 and says where it stopped */
+    job_list_reset(&scanned);
+    int64_t last = -1;
+    CHECK(eb_store_job_scan(s, 0, 2, &last, NULL, (eb_store_jobs_fn)copy_jobs, &scanned) == 2);
+    CHECK(last == id1 && scanned.n == 2);
+    CHECK(eb_store_job_scan(s, last, 2, &last, NULL, (eb_store_jobs_fn)copy_jobs, &scanned) == 1);
+    CHECK(last == id2 && scanned.n == 3);
+    CHECK(eb_store_job_scan(s, last, 2, &last, NULL, (eb_store_jobs_fn)copy_jobs, &scanned) == 0);
+    CHECK(last == id2 && scanned.calls == 3);
+
+    /* outcomes: a retry is recorded; a finished job goes and its event's pending count drops */
+    done_count dc = {0};
+    eb_job_update u = {.job_id = id1, .event_row = row0, .outcome = EB_JOB_RETRY, .attempts = 2,
+                       .next_attempt_ms = 987654321};
+    CHECK(eb_store_job_update(s, &u, 1, count_done, &dc) == EB_STORE_OK);
+    eb_job_update f = {.job_id = id0, .event_row = row0, .outcome = EB_JOB_FINISHED};
+    CHECK(eb_store_job_update(s, &f, 1, count_done, &dc) == EB_STORE_OK);
+    wait_calls(&dc, 2);
+    CHECK(atomic_load(&dc.ok) == 2);
+    job_list_reset(&scanned);
+    CHECK(scan_all(s, 10, NULL, &scanned) == 2);
+    CHECK(scanned.n == 2 && scanned.j[0].id == id1 && scanned.j[0].attempts == 2 &&
+          scanned.j[0].next == 987654321);
+    eb_store_stats st;
+    CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK && st.jobs_pending == 2);
+    ev_list el = {0};
+    CHECK(eb_store_event_scan(s, collect_event, &el) == EB_STORE_OK);
+    CHECK(el.n == 2 && el.pending == 2);
+
+    /* finished into a dead-letter queue: the dead letter is written in the same transaction */
+    const char *attrs = "{\"ERROR_CODE\":\"NO_RESOURCE\",\"RETRY_ATTEMPTS\":\"2\"}";
+    eb_job_update dl = {.job_id = id1, .event_row = row0, .outcome = EB_JOB_FINISHED,
+                        .dlq = "000000000000/us-east-1/dlq1", .dlq_attrs = attrs,
+                        .rule = "000000000000/us-east-1/default/r2", .target_id = "t2", .event_id = "e0",
+                        .body = a.body, .len = strlen(a.body), .time_ms = 5555};
+    CHECK(eb_store_job_update(s, &dl, 1, count_done, &dc) == EB_STORE_OK);
+    /* the same job finished twice (handed over twice): no second dead letter, pending not decremented again */
+    CHECK(eb_store_job_update(s, &dl, 1, count_done, &dc) == EB_STORE_OK);
+    wait_calls(&dc, 4);
+    CHECK(atomic_load(&dc.ok) == 4);
+    dead_list dd = {0};
+    CHECK(eb_store_dead_scan(s, NULL, collect_dead, &dd) == EB_STORE_OK);
+    CHECK(dd.n == 1);
+    CHECK_STR(dd.d[0].queue, "000000000000/us-east-1/dlq1");
+    CHECK_STR(dd.d[0].attrs, attrs);
+    CHECK_STR(dd.d[0].rule, "000000000000/us-east-1/default/r2");
+    CHECK_STR(dd.d[0].target, "t2");
+    CHECK_STR(dd.d[0].event_id, "e0");
+    CHECK_STR(dd.d[0].body, a.body);
+    CHECK(dd.d[0].time_ms == 5555);
+    memset(&dd, 0, sizeof dd);
+    CHECK(eb_store_dead_scan(s, "000000000000/us-east-1/other", collect_dead, &dd) == EB_STORE_OK && dd.n == 0);
+    CHECK(eb_store_dead_scan(s, "000000000000/us-east-1/dlq1", collect_dead, &dd) == EB_STORE_OK && dd.n == 1);
+    memset(&el, 0, sizeof el);
+    CHECK(eb_store_event_scan(s, collect_event, &el) == EB_STORE_OK);
+    CHECK(el.pending == 1); /* e0 done (deleted by compaction or at 0), e2 pending */
+    CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK && st.jobs_pending == 1);
+
+    /* re-drive: a fresh pending job for the same rule/target and event; the dead letter goes */
+    int64_t dead_id = dd.d[0].id;
+    CHECK(eb_store_dead_redrive(s, dead_id, 777) == EB_STORE_OK);
+    CHECK(eb_store_dead_redrive(s, dead_id, 777) == EB_STORE_ERR_NOTFOUND);
+    memset(&dd, 0, sizeof dd);
+    CHECK(eb_store_dead_scan(s, NULL, collect_dead, &dd) == EB_STORE_OK && dd.n == 0);
+    job_list_reset(&scanned);
+    CHECK(scan_all(s, 10, NULL, &scanned) == 2);
+    CHECK(scanned.n == 2 && scanned.j[0].id == id2);
+    if (scanned.n == 2) {
+        job_copy *r = &scanned.j[1];
+        CHECK(r->id != id0 && r->id != id2 && r->attempts == 0 && r->next == 777 && r->hops == 0);
+        CHECK(r->time_ms == 777);
+        CHECK_STR(r->rule, "000000000000/us-east-1/default/r2");
+        CHECK_STR(r->target, "t2");
+        CHECK_STR(r->event_id, "e0");
+        CHECK_STR(r->body, a.body);
+    }
+    CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK && st.jobs_pending == 2);
+
+    /* delete: a dead letter goes without a trace */
+    dl.job_id = id2;
+    dl.event_row = sunk.j[2].event_row;
+    dl.dlq = "000000000000/us-east-1/dlq2";
+    CHECK(eb_store_job_update(s, &dl, 1, count_done, &dc) == EB_STORE_OK);
+    wait_calls(&dc, 5);
+    memset(&dd, 0, sizeof dd);
+    CHECK(eb_store_dead_scan(s, NULL, collect_dead, &dd) == EB_STORE_OK && dd.n == 1);
+    CHECK(eb_store_dead_delete(s, dd.d[0].id) == EB_STORE_OK);
+    CHECK(eb_store_dead_delete(s, dd.d[0].id) == EB_STORE_ERR_NOTFOUND);
+    memset(&dd, 0, sizeof dd);
+    CHECK(eb_store_dead_scan(s, NULL, collect_dead, &dd) == EB_STORE_OK && dd.n == 0);
+    eb_store_set_job_sink(s, NULL, NULL);
+    eb_store_close(s);
+
+    /* durable: the re-driven job is still pending after a reopen */
+    s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    job_list_reset(&scanned);
+    CHECK(scan_all(s, 10, NULL, &scanned) == 1);
+    CHECK(scanned.n == 1 && scanned.j[0].next == 777);
+    CHECK_STR(scanned.j[0].event_id, "e0");
+    eb_store_close(s);
+    rm_store_dir(dir);
+}
+
+/* ---- scans never take a job the sink has yet to hand over ------------------------------------ */
+
+#define RACE_EVENTS 3000
+
+typedef struct {
+    pthread_mutex_t mu;
+    unsigned char *sunk, *scanned; /* by job id */
+    size_t cap;
+    int dup, out_of_range;
+    atomic_int stop;
+    eb_store *s;
+} race;
+
+static void race_mark(race *r, unsigned char *set, const eb_store_job_rec *j, size_t n)
+{
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < n; i++) {
+        if (j[i].job_id <= 0 || (size_t)j[i].job_id >= r->cap) {
+            r->out_of_range++;
+            continue;
+        }
+        if (set[j[i].job_id])
+            r->dup++;
+        set[j[i].job_id] = 1;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void race_sink(void *ctx, const eb_store_job_rec *j, size_t n)
+{
+    race *r = ctx;
+    race_mark(r, r->sunk, j, n);
+}
+
+static void race_scanned(void *ctx, const eb_store_job_rec *j, size_t n)
+{
+    race *r = ctx;
+    race_mark(r, r->scanned, j, n);
+}
+
+/* Like the engine's: wanted unless the sink has handed it over. Runs with the
+ * store's lock held: only our own mutex here. */
+static int race_want(void *ctx, int64_t id)
+{
+    race *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    int w = id > 0 && (size_t)id < r->cap && !r->sunk[id];
+    pthread_mutex_unlock(&r->mu);
+    return w;
+}
+
+static void *race_scanner(void *arg)
+{
+    race *r = arg;
+    while (!atomic_load(&r->stop)) {
+        int64_t after = 0, last = 0;
+        for (;;) {
+            int n = eb_store_job_scan(r->s, after, 64, &last, race_want, race_scanned, r);
+            if (n < 64)
+                break;
+            after = last;
+        }
+    }
+    return NULL;
+}
+
+static void test_job_scan_vs_sink(void)
+{
+    char dir[300];
+    subdir(dir, sizeof dir, "scanrace");
+    eb_store *s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    race r = {.cap = RACE_EVENTS + 16, .s = s};
+    pthread_mutex_init(&r.mu, NULL);
+    r.sunk = calloc(r.cap, 1);
+    r.scanned = calloc(r.cap, 1);
+    eb_store_set_job_sink(s, race_sink, &r);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, race_scanner, &r);
+    /* appends in many small group commits while two threads scan */
+    done_count dc = {0};
+    unsigned sent = 0;
+    for (unsigned i = 0; i < RACE_EVENTS; i++) {
+        one_event e;
+        make_event(&e, i, 64, 1);
+        if (eb_store_append(s, &e.ev, 1, e.jobs, 1, count_done, &dc) == EB_STORE_OK)
+            sent++;
+        if (i % 50 == 49)
+            usleep(500);
+    }
+    wait_calls(&dc, sent);
+    atomic_store(&r.stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    size_t nsunk = 0, nscanned = 0;
+    for (size_t i = 0; i < r.cap; i++) {
+        nsunk += r.sunk[i];
+        nscanned += r.scanned[i];
+    }
+    CHECK(sent == RACE_EVENTS && atomic_load(&dc.ok) == RACE_EVENTS);
+    CHECK(nsunk == RACE_EVENTS);   /* every job handed over by the sink, once */
+    CHECK(r.dup == 0 && r.out_of_range == 0);
+    CHECK(nscanned == 0);          /* and none by a scan, which skips (handed, pending] */
+    if (nscanned)
+        fprintf(stderr, "test_job_scan_vs_sink: %zu jobs scanned before the sink had them\n", nscanned);
+    /* with the sink gone, a scan sees them all */
+    eb_store_set_job_sink(s, NULL, NULL);
+    memset(r.sunk, 0, r.cap);
+    int64_t last = 0;
+    CHECK(eb_store_job_scan(s, 0, RACE_EVENTS + 10, &last, race_want, race_scanned, &r) == RACE_EVENTS);
+    nscanned = 0;
+    for (size_t i = 0; i < r.cap; i++)
+        nscanned += r.scanned[i];
+    CHECK(nscanned == RACE_EVENTS && r.dup == 0);
+    eb_store_close(s);
+    free(r.sunk);
+    free(r.scanned);
+    pthread_mutex_destroy(&r.mu);
+    rm_store_dir(dir);
+}
+
+/* ---- schema v1 (before the queue) is migrated on open ----------------------------------------- */
+
+static void test_schema_v1(void)
+{
+    char dir[300], path[400];
+    subdir(dir, sizeof dir, "v1");
+    CHECK(mkdir(dir, 0700) == 0);
+    snprintf(path, sizeof path, "%s/ebridge.db", dir);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    /* the v1 schema, as ebridge wrote it before the delivery queue */
+    const char *v1 =
+        "CREATE TABLE docs(kind TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL,"
+        " PRIMARY KEY (kind, key)) WITHOUT ROWID;"
+        "CREATE TABLE events(rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, account TEXT NOT NULL,"
+        " region TEXT NOT NULL, bus TEXT NOT NULL, time_ms INTEGER NOT NULL, pending INTEGER NOT NULL,"
+        " body BLOB NOT NULL);"
+        "CREATE INDEX events_done ON events(time_ms) WHERE pending = 0;"
+        "CREATE TABLE jobs(id INTEGER PRIMARY KEY, event INTEGER NOT NULL, rule TEXT NOT NULL,"
+        " target_id TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,"
+        " next_attempt_ms INTEGER NOT NULL);"
+        "CREATE INDEX jobs_due ON jobs(state, next_attempt_ms);"
+        "INSERT INTO docs VALUES ('bus', '000000000000/us-east-1/old', '{\"v1\":true}');"
+        "INSERT INTO events VALUES (7, 'old-1', '000000000000', 'us-east-1', 'default', 42, 1, '{\"id\":\"old-1\"}');"
+        "INSERT INTO jobs(id, event, rule, target_id, next_attempt_ms) VALUES"
+        " (5, 7, '000000000000/us-east-1/default/r', 't', 42);"
+        "PRAGMA user_version=1;";
+    char *msg = NULL;
+    CHECK(sqlite3_exec(db, v1, NULL, NULL, &msg) == SQLITE_OK);
+    if (msg)
+        fprintf(stderr, "v1 schema: %s\n", msg);
+    sqlite3_free(msg);
+    sqlite3_close(db);
+
+    eb_store *s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    doc_list dl = {0};
+    CHECK(eb_store_doc_scan(s, "bus", collect_doc, &dl) == EB_STORE_OK && dl.n == 1);
+    CHECK_STR(dl.docs[0], "{\"v1\":true}");
+    static job_list l;
+    pthread_mutex_init(&l.mu, NULL);
+    CHECK(scan_all(s, 10, NULL, &l) == 1);
+    CHECK(l.n == 1 && l.j[0].id == 5 && l.j[0].event_row == 7 && l.j[0].hops == 0 && l.j[0].time_ms == 42);
+    CHECK_STR(l.j[0].body, "{\"id\":\"old-1\"}");
+    CHECK_STR(l.j[0].event_id, "old-1");
+    /* the new parts work: hops on new events, dead letters */
+    one_event e;
+    make_event(&e, 9, 64, 1);
+    e.ev.hops = 2;
+    CHECK(eb_store_append_wait(s, &e.ev, 1, e.jobs, 1) == EB_STORE_OK);
+    eb_job_update u = {.job_id = 5, .event_row = 7, .outcome = EB_JOB_FINISHED, .dlq = "000000000000/us-east-1/q",
+                       .dlq_attrs = "{}", .rule = "000000000000/us-east-1/default/r", .target_id = "t",
+                       .event_id = "old-1", .body = "{\"id\":\"old-1\"}", .len = 14, .time_ms = 1};
+    done_count dc = {0};
+    CHECK(eb_store_job_update(s, &u, 1, count_done, &dc) == EB_STORE_OK);
+    wait_calls(&dc, 1);
+    CHECK(atomic_load(&dc.ok) == 1);
+    dead_list dd = {0};
+    CHECK(eb_store_dead_scan(s, NULL, collect_dead, &dd) == EB_STORE_OK && dd.n == 1);
+    CHECK_STR(dd.d[0].body, "{\"id\":\"old-1\"}");
+    job_list_reset(&l);
+    CHECK(scan_all(s, 10, NULL, &l) == 1);
+    CHECK(l.n == 1 && l.j[0].hops == 2);
+    eb_store_close(s);
+
+    /* the file says version 2 now */
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    /* a version newer than this ebridge knows is refused */
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "PRAGMA user_version=3", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    eb_store_options o = {.sync = EB_SYNC_FULL};
+    char err[256] = "";
+    eb_log_set_level(EB_LOG_OFF);
+    s = eb_store_open_sqlite(dir, &o, err, sizeof err);
+    eb_log_set_level(EB_LOG_WARN);
+    CHECK(s == NULL && strstr(err, "newer ebridge") != NULL);
+    eb_store_close(s);
+    rm_store_dir(dir);
+}
+
 int main(void)
 {
     const char *crash_dir = getenv("EB_TEST_STORE_CRASH_DIR"), *crash_fd_s = getenv("EB_TEST_STORE_CRASH_FD");
@@ -817,6 +1298,9 @@ int main(void)
     RUN(test_open_failure);
     RUN(test_commit_failure);
     RUN(test_kill9);
+    RUN(test_job_queue);
+    RUN(test_job_scan_vs_sink);
+    RUN(test_schema_v1);
     rmdir(root);
     return TEST_REPORT();
 }
