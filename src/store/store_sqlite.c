@@ -210,6 +210,7 @@ typedef struct {
     pthread_t committer;
     uint64_t n_events, n_jobs_pending, n_commits, n_appends;
     int64_t pending_max; /* the highest job id written by the committer (set before its COMMIT) */
+    int64_t job_floor;   /* committer only: its next job id is at least this (ids never reused in a run) */
 
     /* The syncer: committed batches wait here for their fsync (of the WAL,
      * through wal_fd), then go to the job sink and their done callbacks, while
@@ -912,9 +913,11 @@ static int write_batch(sq_store *s, qappend *batch, size_t nev, uint64_t *finish
                 if ((rc = sqlite3_bind_int64(ij, 1, rowid)) != SQLITE_OK ||
                     (rc = bind_text(ij, 2, q->rule, q->rule_n)) != SQLITE_OK ||
                     (rc = bind_text(ij, 3, q->target, q->target_n)) != SQLITE_OK ||
-                    (rc = sqlite3_bind_int64(ij, 4, e->time_ms)) != SQLITE_OK || (rc = step_reset(ij)) != SQLITE_DONE)
+                    (rc = sqlite3_bind_int64(ij, 4, e->time_ms)) != SQLITE_OK ||
+                    (rc = sqlite3_bind_int64(ij, 5, s->job_floor)) != SQLITE_OK || (rc = step_reset(ij)) != SQLITE_DONE)
                     goto fail;
                 q->id = sqlite3_last_insert_rowid(db);
+                s->job_floor = q->id + 1;
                 if (q->id > max_job)
                     max_job = q->id;
             }
@@ -1635,7 +1638,12 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
              "SELECT id, event, rule, target_id, attempts, next_attempt_ms FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?2",
              &s->c_jobscan) ||
         prep(s->cdb, "SELECT id, time_ms, hops, body FROM events WHERE rowid = ?1", &s->c_jobevent) ||
-        prep(s->wdb, "INSERT INTO jobs(event, rule, target_id, next_attempt_ms) VALUES (?1,?2,?3,?4)",
+        /* id: max + 1 as SQLite would pick, but never below the committer's previous one + 1: a
+         * rowid freed by a finished job is not handed out again while the delivery engine may
+         * still hold that job (the subquery is SQLite's O(log n) max-of-rowid lookup) */
+        prep(s->wdb,
+             "INSERT INTO jobs(id, event, rule, target_id, next_attempt_ms)"
+             " VALUES (max(coalesce((SELECT max(id) FROM jobs), 0) + 1, ?5),?1,?2,?3,?4)",
              &s->w_ins_job) ||
         prep(s->wdb,
              "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE pending = 0 AND time_ms < ?1"

@@ -321,6 +321,64 @@ static void test_append_scan(void)
     rm_store_dir(dir);
 }
 
+/* ---- job ids: never reused while the store is open --------------------------------------- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    int64_t ids[8], rows[8];
+    int n;
+} job_sink;
+
+static void sink_jobs(void *ctx, const eb_store_job_rec *r, size_t n)
+{
+    job_sink *k = ctx;
+    pthread_mutex_lock(&k->mu);
+    for (size_t i = 0; i < n; i++)
+        if (k->n < 8) {
+            k->ids[k->n] = r[i].job_id;
+            k->rows[k->n++] = r[i].event_row;
+        }
+    pthread_mutex_unlock(&k->mu);
+}
+
+/* The delivery engine keeps a finished job (by id) until its outcome's commit comes back; a new
+ * job must not get that id meanwhile (SQLite's rowid would be max + 1 = the deleted job's id). */
+static void test_job_ids_not_reused(void)
+{
+    char dir[300];
+    subdir(dir, sizeof dir, "jobids");
+    eb_store *s = open_dir(dir, EB_SYNC_NORMAL, 0);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    job_sink k = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    eb_store_set_job_sink(s, sink_jobs, &k);
+    one_event e;
+    for (unsigned long i = 0; i < 3; i++) {
+        make_event(&e, i, 100, 1);
+        CHECK(eb_store_append_wait(s, &e.ev, 1, e.jobs, 1) == EB_STORE_OK); /* the sink ran before done */
+        pthread_mutex_lock(&k.mu);
+        int n = k.n;
+        eb_job_update u = {.job_id = n ? k.ids[n - 1] : 0, .event_row = n ? k.rows[n - 1] : 0,
+                           .outcome = EB_JOB_FINISHED, .time_ms = eb_now_ms()};
+        pthread_mutex_unlock(&k.mu);
+        CHECK(n == (int)i + 1);
+        if (n != (int)i + 1)
+            break;
+        /* the job is finished: its row goes, the table is empty again */
+        done_count dc = {0};
+        CHECK(eb_store_job_update(s, &u, 1, count_done, &dc) == EB_STORE_OK);
+        wait_calls(&dc, 1);
+        CHECK(atomic_load(&dc.ok) == 1);
+    }
+    eb_store_stats st;
+    CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK && st.jobs_pending == 0);
+    CHECK(k.n == 3 && k.ids[0] < k.ids[1] && k.ids[1] < k.ids[2]);
+    eb_store_set_job_sink(s, NULL, NULL);
+    eb_store_close(s);
+    rm_store_dir(dir);
+}
+
 /* ---- concurrency: group commit --------------------------------------------------------- */
 
 #define NTHREADS 8
@@ -1291,6 +1349,7 @@ int main(void)
     eb_log_set_level(EB_LOG_WARN);
     RUN(test_docs);
     RUN(test_append_scan);
+    RUN(test_job_ids_not_reused);
     RUN(test_concurrent);
     RUN(test_permissions);
     RUN(test_retention);
