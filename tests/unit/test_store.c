@@ -329,7 +329,7 @@ typedef struct {
     int n;
 } job_sink;
 
-static void sink_jobs(void *ctx, const eb_store_job_rec *r, size_t n)
+static void sink_job_ids(void *ctx, const eb_store_job_rec *r, size_t n)
 {
     job_sink *k = ctx;
     pthread_mutex_lock(&k->mu);
@@ -352,7 +352,7 @@ static void test_job_ids_not_reused(void)
     if (!s)
         return;
     job_sink k = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    eb_store_set_job_sink(s, sink_jobs, &k);
+    eb_store_set_job_sink(s, sink_job_ids, &k);
     one_event e;
     for (unsigned long i = 0; i < 3; i++) {
         make_event(&e, i, 100, 1);
