@@ -1,10 +1,14 @@
 /* eb_httpc throughput and latency against a local keep-alive receiver.
  *
  *   cmake --build build --target httpc_bench
- *   build/httpc_bench [-n REQUESTS] [-c CONC[,CONC...]] [-b BODY_BYTES] [-t RECEIVER_THREADS]
+ *   build/httpc_bench [-n REQUESTS] [-c CONC[,CONC...]] [-b BODY_BYTES] [-t RECEIVER_THREADS] [-p]
  *
- * The receiver is libmicrohttpd on 127.0.0.1 (epoll, a pool of -t threads,
- * keep-alive), answering every POST with 200 "ok" after reading its body.
+ * The receiver is libmicrohttpd on 127.0.0.1 (epoll, or poll with -p; a pool
+ * of -t threads; keep-alive), answering every POST with 200 "ok" after
+ * reading its body. (With epoll, MHD 0.9.75 sometimes stops reading all its
+ * keep-alive connections: unread requests sit in the sockets while its
+ * thread waits in epoll_wait for the 60 s connection timeout; the client then
+ * reports timeouts. Seen with one receiver thread and 256 connections.)
  * For each concurrency C the client keeps exactly C requests in flight (each
  * callback submits the next one, on the client thread) with at most C
  * connections, after a warm-up of 1,000 requests. Latency is eb_http_result's
@@ -91,8 +95,11 @@ static void on_done(void *ctx, const eb_http_result *r) {
     long i = atomic_fetch_add(&b->done, 1);
     if (i == 0)
         atomic_store(&g_client_tid, (int)gettid());
-    if (r->outcome != EB_HTTP_RESPONSE || r->status != 200)
-        atomic_fetch_add(&b->failed, 1);
+    if (r->outcome != EB_HTTP_RESPONSE || r->status != 200) {
+        if (atomic_fetch_add(&b->failed, 1) < 3)
+            fprintf(stderr, "request failed: %s, status %ld: %s (%.1f ms)\n", eb_http_outcome_name(r->outcome),
+                    r->status, r->error, r->total_ms);
+    }
     if (b->lat)
         b->lat[i] = r->total_ms;
     /* callbacks all run on the client thread: submitted needs no lock */
@@ -138,24 +145,26 @@ static double drive(eb_httpc *c, const eb_http_req *req, long total, long conc, 
 
 int main(int argc, char **argv) {
     long total = 100000, body = 256;
-    unsigned threads = 1;
+    unsigned threads = 2;
+    int use_epoll = 1;
     const char *concs = "1,16,64,256";
     int opt;
-    while ((opt = getopt(argc, argv, "n:c:b:t:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:c:b:t:p")) != -1) {
         switch (opt) {
         case 'n': total = atol(optarg); break;
         case 'c': concs = optarg; break;
         case 'b': body = atol(optarg); break;
         case 't': threads = (unsigned)atoi(optarg); break;
+        case 'p': use_epoll = 0; break;
         default:
-            fprintf(stderr, "usage: %s [-n REQUESTS] [-c CONC[,CONC...]] [-b BODY_BYTES] [-t RECEIVER_THREADS]\n",
+            fprintf(stderr, "usage: %s [-n REQUESTS] [-c CONC[,CONC...]] [-b BODY_BYTES] [-t RECEIVER_THREADS] [-p]\n",
                     argv[0]);
             return 2;
         }
     }
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_request, NULL, MHD_OPTION_THREAD_POOL_SIZE,
-        threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+        MHD_USE_INTERNAL_POLLING_THREAD | (use_epoll ? MHD_USE_EPOLL : MHD_USE_POLL), 0, NULL, NULL, on_request, NULL, MHD_OPTION_THREAD_POOL_SIZE,
+        threads > 1 ? threads : 0u, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
         MHD_OPTION_NOTIFY_CONNECTION, on_conn, NULL, MHD_OPTION_SOCK_ADDR, NULL, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "cannot start the receiver\n");
@@ -169,8 +178,8 @@ int main(int argc, char **argv) {
     const char *hdrs[] = {"Content-Type: application/json", NULL};
     eb_http_req req = {.method = "POST", .url = url, .headers = hdrs, .body = payload, .body_len = (size_t)body,
                        .timeout_ms = 10000};
-    printf("httpc_bench: %ld POSTs of %ld bytes per run, receiver: libmicrohttpd, %u thread(s), loopback\n", total, body,
-           threads);
+    printf("httpc_bench: %ld POSTs of %ld bytes per run, receiver: libmicrohttpd (%s), %u thread(s), loopback\n", total,
+           body, use_epoll ? "epoll" : "poll", threads);
     printf("%6s %10s %9s %9s %9s %9s %7s %6s %8s\n", "conc", "req/s", "p50_ms", "p90_ms", "p99_ms", "max_ms",
            "newconn", "fail", "cli_cpu");
     double *lat = malloc((size_t)total * sizeof *lat);

@@ -30,6 +30,7 @@
 #include "util/util.h"
 
 #define DEFAULT_TIMEOUT_MS 5000L
+#define MAX_TIMEOUT_MS (24L * 3600 * 1000)
 #define DEFAULT_HOST_CONNS 64L
 #define EASY_POOL_MAX 256
 
@@ -151,7 +152,8 @@ static xfer *xfer_new(const eb_http_req *req) {
         memcpy(p, req->body, req->body_len);
     x->body = p;
     x->body_len = req->body_len;
-    x->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS;
+    x->timeout_ms = req->timeout_ms <= 0 ? DEFAULT_TIMEOUT_MS : req->timeout_ms > MAX_TIMEOUT_MS ? MAX_TIMEOUT_MS
+                                                                                               : req->timeout_ms;
     return x;
 }
 

@@ -36,7 +36,7 @@ typedef struct {
     const char *const *headers; /* NULL-terminated "Name: value" lines, may be NULL */
     const char *body;           /* copied; may be NULL when body_len == 0 */
     size_t body_len;
-    long timeout_ms;            /* whole request, connect included; <= 0 means 5000 */
+    long timeout_ms;            /* whole request, connect included; <= 0 means 5000; at most 24 h */
 } eb_http_req;
 
 typedef enum {
