@@ -30,13 +30,15 @@
 #include "util/util.h"
 
 #define DEFAULT_TIMEOUT_MS 5000L
+#define MAX_TIMEOUT_MS (24L * 3600 * 1000)
 #define DEFAULT_HOST_CONNS 64L
 #define EASY_POOL_MAX 256
 
 /* One request, from submit to callback. Allocated as one block: the struct,
  * then method, url, header lines and body (the strings point into it). */
 typedef struct xfer {
-    struct xfer *next, *prev; /* the inbox (next only), then the active list */
+    struct xfer *next; /* the inbox */
+    size_t heap_idx;   /* in the deadline heap, while in the multi handle */
     CURL *easy;
     struct curl_slist *hdrs;
     const char *method, *url, *body;
@@ -45,7 +47,7 @@ typedef struct xfer {
     long timeout_ms;
     eb_http_cb cb;
     void *ctx;
-    uint64_t start_ns;
+    uint64_t start_ns, deadline_ns;
     eb_buf resp;      /* first EB_HTTPC_BODY_MAX bytes of the body */
     char errbuf[CURL_ERROR_SIZE];
 } xfer;
@@ -57,10 +59,18 @@ struct eb_httpc {
     xfer *inbox, *inbox_tail; /* under mu */
     int stopping;             /* under mu */
     /* loop thread only: */
-    xfer *active; /* in the multi handle */
+    /* every transfer in the multi handle, a min-heap on deadline_ns: curl
+     * applies no timeout to a transfer queued for a free connection (the
+     * per-host limit), so the loop enforces every deadline itself */
+    xfer **heap;
+    size_t nheap, heap_cap;
     CURL *pool[EASY_POOL_MAX];
     int npool;
+    int use_env_proxy;
 };
+
+/* the client whose loop runs on this thread (NULL elsewhere) */
+static _Thread_local eb_httpc *loop_client;
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc = CURLE_FAILED_INIT;
@@ -142,7 +152,8 @@ static xfer *xfer_new(const eb_http_req *req) {
         memcpy(p, req->body, req->body_len);
     x->body = p;
     x->body_len = req->body_len;
-    x->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS;
+    x->timeout_ms = req->timeout_ms <= 0 ? DEFAULT_TIMEOUT_MS : req->timeout_ms > MAX_TIMEOUT_MS ? MAX_TIMEOUT_MS
+                                                                                               : req->timeout_ms;
     return x;
 }
 
@@ -155,6 +166,7 @@ int eb_httpc_submit(eb_httpc *c, const eb_http_req *req, eb_http_cb cb, void *ct
     x->cb = cb;
     x->ctx = ctx;
     x->start_ns = eb_mono_ns();
+    x->deadline_ns = x->start_ns + (uint64_t)x->timeout_ms * 1000000u;
     pthread_mutex_lock(&c->mu);
     if (c->stopping) {
         pthread_mutex_unlock(&c->mu);
@@ -167,7 +179,8 @@ int eb_httpc_submit(eb_httpc *c, const eb_http_req *req, eb_http_cb cb, void *ct
     else
         c->inbox = x;
     c->inbox_tail = x;
-    if (was_empty)
+    /* from a callback, the loop takes the inbox before it polls again */
+    if (was_empty && loop_client != c)
         curl_multi_wakeup(c->multi);
     pthread_mutex_unlock(&c->mu);
     return 0;
@@ -263,6 +276,66 @@ static void complete(eb_httpc *c, xfer *x, CURLcode rc) {
     finish(c, x, &r);
 }
 
+/* ---- the deadline heap ---- */
+
+static void heap_set(eb_httpc *c, size_t i, xfer *x) {
+    c->heap[i] = x;
+    x->heap_idx = i;
+}
+
+static void heap_up(eb_httpc *c, size_t i) {
+    xfer *x = c->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (c->heap[parent]->deadline_ns <= x->deadline_ns)
+            break;
+        heap_set(c, i, c->heap[parent]);
+        i = parent;
+    }
+    heap_set(c, i, x);
+}
+
+static void heap_down(eb_httpc *c, size_t i) {
+    xfer *x = c->heap[i];
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        uint64_t best = x->deadline_ns;
+        if (l < c->nheap && c->heap[l]->deadline_ns < best)
+            m = l, best = c->heap[l]->deadline_ns;
+        if (l + 1 < c->nheap && c->heap[l + 1]->deadline_ns < best)
+            m = l + 1;
+        if (m == i)
+            break;
+        heap_set(c, i, c->heap[m]);
+        i = m;
+    }
+    heap_set(c, i, x);
+}
+
+static int heap_push(eb_httpc *c, xfer *x) {
+    if (c->nheap == c->heap_cap) {
+        size_t cap = c->heap_cap ? c->heap_cap * 2 : 256;
+        xfer **n = realloc(c->heap, cap * sizeof *n);
+        if (!n)
+            return -1;
+        c->heap = n;
+        c->heap_cap = cap;
+    }
+    heap_set(c, c->nheap++, x);
+    heap_up(c, c->nheap - 1);
+    return 0;
+}
+
+static void heap_remove(eb_httpc *c, xfer *x) {
+    size_t i = x->heap_idx;
+    xfer *last = c->heap[--c->nheap];
+    if (i == c->nheap)
+        return;
+    heap_set(c, i, last);
+    heap_up(c, i);
+    heap_down(c, last->heap_idx);
+}
+
 /* Set up x's easy handle; on failure x is completed (and freed) here. */
 static int start(eb_httpc *c, xfer *x) {
     CURL *e = c->npool ? c->pool[--c->npool] : curl_easy_init();
@@ -273,6 +346,10 @@ static int start(eb_httpc *c, xfer *x) {
     x->easy = e;
     /* caller's headers, then ours to turn off curl's additions */
     for (char **h = x->hdr_lines; *h; h++) {
+        if (strpbrk(*h, "\r\n")) {
+            finish_simple(c, x, EB_HTTP_ERROR, "a request header line contains CR or LF");
+            return -1;
+        }
         struct curl_slist *n = curl_slist_append(x->hdrs, *h);
         if (!n)
             goto oom;
@@ -299,6 +376,8 @@ static int start(eb_httpc *c, xfer *x) {
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, x->timeout_ms);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (!c->use_env_proxy)
+        curl_easy_setopt(e, CURLOPT_PROXY, ""); /* "" = no proxy, http_proxy & co. ignored */
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
@@ -321,30 +400,18 @@ static int start(eb_httpc *c, xfer *x) {
         if (strcmp(m, "POST") != 0)
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
     }
+    if (heap_push(c, x))
+        goto oom;
     CURLMcode mc = curl_multi_add_handle(c->multi, e);
     if (mc != CURLM_OK) {
+        heap_remove(c, x);
         finish_simple(c, x, EB_HTTP_ERROR, curl_multi_strerror(mc));
         return -1;
     }
-    x->prev = NULL;
-    x->next = c->active;
-    if (c->active)
-        c->active->prev = x;
-    c->active = x;
     return 0;
 oom:
     finish_simple(c, x, EB_HTTP_ERROR, "out of memory (headers)");
     return -1;
-}
-
-static void unlink_active(eb_httpc *c, xfer *x) {
-    if (x->prev)
-        x->prev->next = x->next;
-    else
-        c->active = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
-    x->next = x->prev = NULL;
 }
 
 static void drain_done(eb_httpc *c) {
@@ -358,13 +425,38 @@ static void drain_done(eb_httpc *c) {
         xfer *x = NULL;
         curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
         curl_multi_remove_handle(c->multi, e);
-        unlink_active(c, x);
+        heap_remove(c, x);
         complete(c, x, rc);
     }
 }
 
+/* Complete the transfers whose deadline has passed (curl's own timeout
+ * usually got there first; a transfer still waiting for a connection has
+ * none); the milliseconds until the next deadline, at most 1000. */
+static int expire(eb_httpc *c) {
+    uint64_t now = eb_mono_ns();
+    while (c->nheap && c->heap[0]->deadline_ns <= now) {
+        xfer *x = c->heap[0];
+        curl_off_t connect_us = 0, first_byte_us = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+        curl_easy_getinfo(x->easy, CURLINFO_STARTTRANSFER_TIME_T, &first_byte_us);
+        curl_multi_remove_handle(c->multi, x->easy);
+        heap_remove(c, x);
+        char msg[128];
+        snprintf(msg, sizeof msg, "timed out after %ld ms %s", x->timeout_ms,
+                 !connect_us ? "before a connection was made" : !first_byte_us ? "waiting for the response"
+                                                                                : "while receiving the response");
+        finish_simple(c, x, EB_HTTP_TIMEOUT, msg);
+    }
+    if (!c->nheap)
+        return 1000;
+    uint64_t ms = (c->heap[0]->deadline_ns - now + 999999) / 1000000;
+    return ms < 1000 ? (int)ms : 1000;
+}
+
 static void *loop(void *arg) {
     eb_httpc *c = arg;
+    loop_client = c;
     for (;;) {
         pthread_mutex_lock(&c->mu);
         xfer *in = c->inbox;
@@ -385,13 +477,19 @@ static void *loop(void *arg) {
         int running = 0;
         curl_multi_perform(c->multi, &running);
         drain_done(c);
-        curl_multi_poll(c->multi, NULL, 0, 1000, NULL);
+        int wait_ms = expire(c);
+        /* callbacks may have submitted (without a wakeup): no wait then */
+        pthread_mutex_lock(&c->mu);
+        if (c->inbox)
+            wait_ms = 0;
+        pthread_mutex_unlock(&c->mu);
+        curl_multi_poll(c->multi, NULL, 0, wait_ms, NULL);
     }
     /* cancel whatever is still in the multi handle */
-    while (c->active) {
-        xfer *x = c->active;
+    while (c->nheap) {
+        xfer *x = c->heap[c->nheap - 1];
         curl_multi_remove_handle(c->multi, x->easy);
-        unlink_active(c, x);
+        heap_remove(c, x);
         finish_simple(c, x, EB_HTTP_CANCELLED, "client shut down");
     }
     return NULL;
@@ -417,6 +515,7 @@ eb_httpc *eb_httpc_new_opts(const eb_httpc_opts *opts, char *err, size_t errlen)
     }
     long per_host = opts && opts->max_host_connections > 0 ? opts->max_host_connections : DEFAULT_HOST_CONNS;
     long total = opts && opts->max_total_connections > 0 ? opts->max_total_connections : 0;
+    c->use_env_proxy = opts && opts->use_env_proxy;
     c->multi = curl_multi_init();
     if (!c->multi) {
         set_err(err, errlen, "curl_multi_init failed");
@@ -460,6 +559,7 @@ void eb_httpc_free(eb_httpc *c) {
     pthread_join(c->thread, NULL);
     for (int i = 0; i < c->npool; i++)
         curl_easy_cleanup(c->pool[i]);
+    free(c->heap);
     curl_multi_cleanup(c->multi);
     pthread_mutex_destroy(&c->mu);
     free(c);

@@ -6,8 +6,12 @@
  *   handle's connection cache; at most `max_host_connections` per host.
  * - Redirects are never followed (a 301 is reported as status 301).
  * - curl never adds `Expect: 100-continue` nor its default form Content-Type
- *   (the caller's headers are sent as given); no signals (CURLOPT_NOSIGNAL);
- *   only http:// and https:// URLs.
+ *   (the caller's headers are sent as given); a header line holding CR or LF
+ *   fails the request (EB_HTTP_ERROR) instead of being sent; no signals
+ *   (CURLOPT_NOSIGNAL); only http:// and https:// URLs; no proxy unless
+ *   eb_httpc_opts.use_env_proxy.
+ * - timeout_ms is enforced by the client thread from submit on, also for a
+ *   request still waiting for a free connection (curl alone would not).
  * - Every callback runs exactly once, on the client's thread, for every
  *   request that eb_httpc_submit accepted (returned 0) — also when the client
  *   is freed first (EB_HTTP_CANCELLED). Callbacks must not block; they may
@@ -32,7 +36,7 @@ typedef struct {
     const char *const *headers; /* NULL-terminated "Name: value" lines, may be NULL */
     const char *body;           /* copied; may be NULL when body_len == 0 */
     size_t body_len;
-    long timeout_ms;            /* whole request, connect included; <= 0 means 5000 */
+    long timeout_ms;            /* whole request, connect included; <= 0 means 5000; at most 24 h */
 } eb_http_req;
 
 typedef enum {
@@ -65,6 +69,7 @@ typedef void (*eb_http_cb)(void *ctx, const eb_http_result *r);
 typedef struct {
     long max_host_connections;  /* parallel connections per host; <= 0 means 64 */
     long max_total_connections; /* all hosts; <= 0 means no limit beyond per-host */
+    int use_env_proxy;          /* honour http_proxy/https_proxy/no_proxy; default 0: never a proxy */
 } eb_httpc_opts;
 
 /* A client with default options (64 connections per host). NULL on failure

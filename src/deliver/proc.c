@@ -41,6 +41,7 @@
 extern char **environ;
 
 #define DEFAULT_TIMEOUT_MS 30000L
+#define MAX_TIMEOUT_MS (24L * 3600 * 1000)
 #define NO_PIDFD_POLL_MS 10
 #define READS_PER_WAKE 16
 
@@ -101,7 +102,7 @@ int eb_procs_run(eb_procs *p, const char *program, const char *payload, size_t l
         memcpy(b + lp, payload, len);
     r->payload = b + lp;
     r->len = len;
-    r->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+    r->timeout_ms = timeout_ms <= 0 ? DEFAULT_TIMEOUT_MS : timeout_ms > MAX_TIMEOUT_MS ? MAX_TIMEOUT_MS : timeout_ms;
     r->cb = cb;
     r->ctx = ctx;
     r->start_ns = eb_mono_ns();

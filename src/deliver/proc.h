@@ -58,7 +58,7 @@ typedef void (*eb_proc_cb)(void *ctx, const eb_proc_result *r);
 eb_procs *eb_procs_new(char *err, size_t errlen);
 
 /* Start `/bin/sh -c program` with payload (len bytes, copied; may be NULL when
- * len is 0) on its stdin. timeout_ms <= 0 means 30000. Thread-safe. 0: cb
+ * len is 0) on its stdin. timeout_ms <= 0 means 30000 (at most 24 h). Thread-safe. 0: cb
  * will run exactly once (spawn failures included). -1 (cb never runs): NULL
  * program/cb, out of memory, or shutting down. */
 int eb_procs_run(eb_procs *p, const char *program, const char *payload, size_t len, long timeout_ms, eb_proc_cb cb,

@@ -413,6 +413,27 @@ static void test_retry_after(void) {
     slots_free(&s, 1);
 }
 
+/* http_proxy in the server's environment is not used unless asked for */
+static void test_env_proxy(void) {
+    int port;
+    int fd = listen_on_free_port(&port);
+    close(fd);
+    char proxy[64];
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", port); /* nothing listens there */
+    setenv("http_proxy", proxy, 1);
+    slot s;
+    get(C, "/status/200", 0, &s);
+    CHECK(s.r.outcome == EB_HTTP_RESPONSE && s.r.status == 200);
+    slots_free(&s, 1);
+    eb_httpc_opts o = {.use_env_proxy = 1};
+    eb_httpc *c = eb_httpc_new_opts(&o, NULL, 0);
+    get(c, "/status/200", 0, &s);
+    CHECK(s.r.outcome == EB_HTTP_REFUSED); /* it tried the (dead) proxy */
+    slots_free(&s, 1);
+    eb_httpc_free(c);
+    unsetenv("http_proxy");
+}
+
 static void test_redirect_not_followed(void) {
     int before = atomic_load(&S.redirect_target_hits);
     slot s;
@@ -487,6 +508,14 @@ static void test_badurl(void) {
         CHECK(s.r.outcome == EB_HTTP_BADURL);
         slots_free(&s, 1);
     }
+    /* a header line that would smuggle another header is not sent */
+    const char *evil[] = {"X-A: 1\r\nX-Injected: 2", NULL};
+    eb_http_req inj = {.method = "GET", .url = url("/echo"), .headers = evil};
+    slot s;
+    do1(C, &inj, &s);
+    CHECK(s.r.outcome == EB_HTTP_ERROR);
+    CHECK(strstr(s.r.error, "CR or LF") != NULL && strstr(s.r.error, "Injected") == NULL);
+    slots_free(&s, 1);
     /* refused at submit: missing pieces */
     eb_http_req req = {.method = NULL, .url = url("/status/200")};
     CHECK(eb_httpc_submit(C, &req, collect, NULL) == -1);
@@ -707,6 +736,33 @@ static void test_submit_from_callback(void) {
     CHECK(atomic_load(&ch.ok) == 20);
 }
 
+/* A request waiting for a free connection (the per-host limit is reached)
+ * still completes at its own timeout. */
+static void test_timeout_while_queued(void) {
+    eb_httpc_opts o = {.max_host_connections = 1};
+    eb_httpc *c = eb_httpc_new_opts(&o, NULL, 0);
+    slot s[2];
+    memset(s, 0, sizeof s);
+    reset_done();
+    char hang_url[256];
+    snprintf(hang_url, sizeof hang_url, "%s", url("/hang")); /* (url() reuses one buffer) */
+    eb_http_req hang = {.method = "GET", .url = hang_url, .timeout_ms = 1500};
+    eb_http_req quick = {.method = "GET", .url = url("/status/200"), .timeout_ms = 300};
+    uint64_t t0 = eb_mono_ns();
+    CHECK(eb_httpc_submit(c, &hang, collect, &s[0]) == 0);
+    usleep(50 * 1000);
+    CHECK(eb_httpc_submit(c, &quick, collect, &s[1]) == 0);
+    CHECK(wait_done(2, 10000));
+    double ms = (double)(eb_mono_ns() - t0) / 1e6;
+    CHECK(s[0].r.outcome == EB_HTTP_TIMEOUT);
+    CHECK(s[1].r.outcome == EB_HTTP_TIMEOUT);
+    printf("queued behind a hung connection: timeout 300 ms -> %.1f ms (%s); all done after %.0f ms\n",
+           s[1].r.total_ms, s[1].r.error, ms);
+    CHECK(s[1].r.total_ms >= 290 && s[1].r.total_ms < 1000);
+    eb_httpc_free(c);
+    slots_free(s, 2);
+}
+
 static void test_free_with_pending(void) {
     eb_httpc *c = eb_httpc_new(NULL, 0);
     enum { N = 100 };
@@ -788,7 +844,9 @@ int main(void) {
     RUN(test_statuses);
     RUN(test_retry_after);
     RUN(test_redirect_not_followed);
+    RUN(test_env_proxy);
     RUN(test_timeout);
+    RUN(test_timeout_while_queued);
     RUN(test_refused);
     RUN(test_reset_and_close);
     RUN(test_dns);
