@@ -1153,6 +1153,37 @@ static void query_params(eb_buf *url, const json_t *params, int *first)
 
 static int token_fetch(eb_deliver *d, lane *l, const eb_apidest_info *info);
 
+/* Free a buffer that held a secret, wiping it first. */
+static void buf_wipe(eb_buf *b)
+{
+    if (b->p)
+        memset(b->p, 0, b->cap);
+    eb_buf_free(b);
+}
+
+/* Append "Authorization: Basic base64(user:pass)" and a NUL to lines. */
+static void basic_auth_line(eb_buf *lines, const char *user, const char *pass)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    eb_buf up = {0}, enc = {0};
+    eb_buf_printf(&up, "%s:%s", user ? user : "", pass ? pass : "");
+    for (size_t q = 0; q < up.n; q += 3) {
+        unsigned x = (unsigned char)up.p[q] << 16;
+        if (q + 1 < up.n)
+            x |= (unsigned char)up.p[q + 1] << 8;
+        if (q + 2 < up.n)
+            x |= (unsigned char)up.p[q + 2];
+        eb_buf_putc(&enc, b64[(x >> 18) & 63]);
+        eb_buf_putc(&enc, b64[(x >> 12) & 63]);
+        eb_buf_putc(&enc, q + 1 < up.n ? b64[(x >> 6) & 63] : '=');
+        eb_buf_putc(&enc, q + 2 < up.n ? b64[x & 63] : '=');
+    }
+    eb_buf_printf(lines, "Authorization: Basic %s", enc.p ? enc.p : "");
+    eb_buf_putc(lines, 0);
+    buf_wipe(&up);
+    buf_wipe(&enc);
+}
+
 /* API destination invocation, reference §10.3. */
 static void start_apidest(eb_deliver *d, job *j, lane *l, const char *payload, size_t plen)
 {
@@ -1254,26 +1285,8 @@ static void start_apidest(eb_deliver *d, job *j, lane *l, const char *payload, s
     }
     json_decref(hdr);
     if (info.auth_type && !strcmp(info.auth_type, "BASIC")) {
-        /* base64(user:pass) */
-        static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        eb_buf up = {0}, enc = {0};
-        eb_buf_printf(&up, "%s:%s", info.basic_user ? info.basic_user : "", info.basic_pass ? info.basic_pass : "");
-        for (size_t q = 0; q < up.n; q += 3) {
-            unsigned x = (unsigned char)up.p[q] << 16;
-            if (q + 1 < up.n)
-                x |= (unsigned char)up.p[q + 1] << 8;
-            if (q + 2 < up.n)
-                x |= (unsigned char)up.p[q + 2];
-            eb_buf_putc(&enc, b64[(x >> 18) & 63]);
-            eb_buf_putc(&enc, b64[(x >> 12) & 63]);
-            eb_buf_putc(&enc, q + 1 < up.n ? b64[(x >> 6) & 63] : '=');
-            eb_buf_putc(&enc, q + 2 < up.n ? b64[x & 63] : '=');
-        }
-        eb_buf_printf(&lines, "Authorization: Basic %s", enc.p ? enc.p : "");
-        eb_buf_putc(&lines, 0);
+        basic_auth_line(&lines, info.basic_user, info.basic_pass);
         nh++;
-        eb_buf_free(&up);
-        eb_buf_free(&enc);
     } else if (info.auth_type && !strcmp(info.auth_type, "API_KEY") && info.api_key_name) {
         eb_buf_printf(&lines, "%s: %s", info.api_key_name, info.api_key_value ? info.api_key_value : "");
         eb_buf_putc(&lines, 0);
@@ -1324,7 +1337,7 @@ static void start_apidest(eb_deliver *d, job *j, lane *l, const char *payload, s
     }
     free(merged);
     free(hv);
-    eb_buf_free(&lines);
+    buf_wipe(&lines); /* auth headers */
     eb_buf_free(&url);
     json_decref(hp);
     eb_apidest_info_free(&info);
@@ -1400,29 +1413,12 @@ static int token_fetch(eb_deliver *d, lane *l, const eb_apidest_info *info)
             nh++;
         }
     }
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    eb_buf up = {0}, enc = {0};
-    eb_buf_printf(&up, "%s:%s", info->client_id ? info->client_id : "", info->client_secret ? info->client_secret : "");
-    for (size_t k = 0; k < up.n; k += 3) {
-        unsigned x = (unsigned char)up.p[k] << 16;
-        if (k + 1 < up.n)
-            x |= (unsigned char)up.p[k + 1] << 8;
-        if (k + 2 < up.n)
-            x |= (unsigned char)up.p[k + 2];
-        eb_buf_putc(&enc, b64[(x >> 18) & 63]);
-        eb_buf_putc(&enc, b64[(x >> 12) & 63]);
-        eb_buf_putc(&enc, k + 1 < up.n ? b64[(x >> 6) & 63] : '=');
-        eb_buf_putc(&enc, k + 2 < up.n ? b64[x & 63] : '=');
-    }
-    eb_buf_printf(&lines, "Authorization: Basic %s", enc.p ? enc.p : "");
-    eb_buf_putc(&lines, 0);
+    basic_auth_line(&lines, info->client_id, info->client_secret);
     eb_buf_puts(&lines, "Content-Type: application/x-www-form-urlencoded");
     eb_buf_putc(&lines, 0);
     eb_buf_puts(&lines, "Accept: application/json");
     eb_buf_putc(&lines, 0);
     nh += 3;
-    eb_buf_free(&up);
-    eb_buf_free(&enc);
     const char **hv = calloc(nh + 1, sizeof *hv);
     if (hv && url.p && body.p && lines.p) {
         const char *p = lines.p;
@@ -1451,7 +1447,7 @@ static int token_fetch(eb_deliver *d, lane *l, const eb_apidest_info *info)
     free(hv);
     eb_buf_free(&url);
     eb_buf_free(&body);
-    eb_buf_free(&lines);
+    buf_wipe(&lines);
     return l->fetching ? 0 : -1;
 }
 
