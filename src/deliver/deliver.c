@@ -113,7 +113,7 @@ typedef struct compl {
     int refresh_token;
     /* token fetch result */
     char *token;
-    /* committed outcomes: job ids to forget */
+    /* committed outcomes: jobs to forget, as (job id, event row) pairs */
     int64_t *ids;
     size_t nids;
 } compl;
@@ -609,7 +609,7 @@ static void record(eb_deliver *d, job *j, eb_job_outcome oc, const char *dlq, co
         return;
     }
     compl *c = calloc(1, sizeof *c);
-    int64_t *ids = c ? malloc(sizeof *ids) : NULL;
+    int64_t *ids = c ? malloc(2 * sizeof *ids) : NULL;
     committed_ctx *cc = ids ? malloc(sizeof *cc) : NULL;
     if (!cc) {
         free(c);
@@ -619,6 +619,7 @@ static void record(eb_deliver *d, job *j, eb_job_outcome oc, const char *dlq, co
         return;
     }
     ids[0] = j->id;
+    ids[1] = j->event_row;
     c->ids = ids;
     c->nids = 1;
     cc->d = d;
@@ -1694,7 +1695,17 @@ static void route(eb_deliver *d, job *j)
 /* A job from the sink or a scan. */
 static void adopt(eb_deliver *d, job *j)
 {
-    if (job_find(d, j->id)) { /* already known (handed over twice) */
+    job *old = job_find(d, j->id);
+    if (old && old->state == J_FINISHING && old->event_row != j->event_row) {
+        /* The store reuses the id of a deleted job row: old's deletion is
+         * committed (the new row came after it), its callback just has not
+         * reached us yet. old is done; without this the new job would wait
+         * for the next scan. */
+        eb_log(EB_LOG_DEBUG, "deliver: job id reused", "job=%lld", (long long)j->id);
+        job_remove(d, old);
+        old = NULL;
+    }
+    if (old) { /* already known (handed over twice) */
         job_free(j);
         return;
     }
@@ -1963,9 +1974,9 @@ static void *dispatcher_main(void *arg)
             nx = c->next;
             if (c->ids) {
                 for (size_t i = 0; i < c->nids; i++) {
-                    job *j = job_find(d, c->ids[i]);
-                    if (j && j->state == J_FINISHING)
-                        job_remove(d, j);
+                    job *j = job_find(d, c->ids[2 * i]);
+                    if (j && j->state == J_FINISHING && j->event_row == c->ids[2 * i + 1])
+                        job_remove(d, j); /* (not a newer job that reuses the id, see adopt) */
                 }
                 free(c->ids);
             } else if (c->token_lane) {
