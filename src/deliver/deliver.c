@@ -657,9 +657,12 @@ static void dead_letter(eb_deliver *d, job *j, const char *code, const char *msg
 {
     const json_t *dlc = json_object_get(j->ti.target, "DeadLetterConfig");
     const char *dlq_arn = json_string_value(json_object_get(dlc, "Arn"));
+    /* a permanent failure, whether dead-lettered or dropped (AWS counts DLQ'd
+     * invocations in FailedInvocations; DeadLetterInvocations is for events
+     * a target is never invoked with, e.g. loops) */
     count(d, EB_M_INVOCATIONS, j, 1);
+    count(d, EB_M_FAILED_INVOCATIONS, j, 1);
     if (!dlq_arn) {
-        count(d, EB_M_FAILED_INVOCATIONS, j, 1);
         stat_add(d, &d->stats.dropped, 1);
         eb_log(EB_LOG_DEBUG, "deliver: dropped", "rule=\"%s\" target=\"%s\" event=%s code=%s err=\"%s\"", j->rule,
                j->target_id, j->event_id, code, msg);
@@ -683,7 +686,6 @@ static void dead_letter(eb_deliver *d, job *j, const char *code, const char *msg
     }
     ok = ok && !strcmp(part[1], "sqs") && *p && !strchr(p, ':') && !strchr(p, '/') && strlen(p) <= 80;
     if (!ok) {
-        count(d, EB_M_FAILED_INVOCATIONS, j, 1);
         count(d, EB_M_INVOCATIONS_FAILED_TO_BE_SENT_TO_DLQ, j, 1);
         stat_add(d, &d->stats.dropped, 1);
         eb_log(EB_LOG_WARN, "deliver: dead-letter queue ARN not usable; dropped", "dlq=\"%s\" rule=\"%s\"", dlq_arn,

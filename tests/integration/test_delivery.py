@@ -507,13 +507,13 @@ def sc_functions(c, x):
     c.ok(len(starts) == 2 and 1.8 <= starts[1] - starts[0] <= 2.0 + 3.0 * SLOW,
          "program timing out: started twice, the second start >= --function-timeout (2 s) after the first",
          repr(starts))
-    expect(x, "fn-slow", inv=1, att=2, retry=1, dlq=1)
+    expect(x, "fn-slow", inv=1, att=2, retry=1, failed=1, dlq=1)
 
     check_dead(c, x, "program failing for good", e3, env3, "p", rule="fn-fail", rule_arn=rf,
                target_arn=fn_arn("failprog"), queue="dtest-fn", code="INTERNAL_ERROR",
                exhausted="MaximumRetryAttempts", retries=2, message="the function exited with status 7")
     c.eq(len(lines_of(os.path.join(x.pd["fail"], "attempts"))), 3, "program failing for good: run 3 times")
-    expect(x, "fn-fail", inv=1, att=3, retry=2, dlq=1)
+    expect(x, "fn-fail", inv=1, att=3, retry=2, failed=1, dlq=1)
 
 
 def sc_no_resource(c, x):
@@ -541,7 +541,7 @@ def sc_no_resource(c, x):
     c.eq((rc, out3), (0, "deleted 2 dead letters\n"), "dead-letters delete --queue NAME")
     rc, out4, err = x.dl.cli("list", "--queue", "dtest-nores")
     c.eq((rc, out4), (0, ""), "... the queue is empty afterwards")
-    expect(x, "no-res", inv=2, att=2, dlq=2)
+    expect(x, "no-res", inv=2, att=2, failed=2, dlq=2)
 
 
 def sc_input_modes(c, x):
@@ -867,15 +867,15 @@ def sc_retries(c, x):
     c.eq(x.R["r301"].count(), 1, "301: one attempt, not followed")
     dead("r-400", "SDK_CLIENT_ERROR", None, 0, "HTTP status 400")
     c.eq(x.R["r400"].count(), 1, "400: one attempt")
-    expect(x, "r-301", inv=1, att=1, dlq=1)
-    expect(x, "r-400", inv=1, att=1, dlq=1)
+    expect(x, "r-301", inv=1, att=1, failed=1, dlq=1)
+    expect(x, "r-400", inv=1, att=1, failed=1, dlq=1)
     # refused: retried twice, then the DLQ
     dead("r-refused", "CONNECTION_FAILURE", "MaximumRetryAttempts", 2)
-    expect(x, "r-refused", inv=1, att=3, retry=2, dlq=1)
+    expect(x, "r-refused", inv=1, att=3, retry=2, failed=1, dlq=1)
     # 500 always, MaximumRetryAttempts 3
     dead("r-500", "INTERNAL_ERROR", "MaximumRetryAttempts", 3, "HTTP status 500")
     c.eq(x.R["r500"].count(), 4, "500 always, MaximumRetryAttempts 3: four attempts")
-    expect(x, "r-500", inv=1, att=4, retry=3, dlq=1)
+    expect(x, "r-500", inv=1, att=4, retry=3, failed=1, dlq=1)
     # 503 always, MaximumEventAgeInSeconds 60 (one real second)
     d = dead("r-age", "INTERNAL_ERROR", "MaximumEventAgeInSeconds", None, "HTTP status 503")
     if d:
@@ -885,7 +885,7 @@ def sc_retries(c, x):
         c.ok(n >= 2 and len(reqs) == n + 1 and span <= 60 / SCALE + 1.0 * SLOW,
              "MaximumEventAgeInSeconds=60: retried (%d) until the next retry would pass 60 virtual s" % n,
              "retries %d, requests %d, last one %.2f s after PutEvents" % (n, len(reqs), span))
-        expect(x, "r-age", inv=1, att=n + 1, retry=n, dlq=1)
+        expect(x, "r-age", inv=1, att=n + 1, retry=n, failed=1, dlq=1)
     # no DLQ: dropped and counted as failed
     got = x.R["r400b"].wait(1, 20)
     c.eq(len(got), 1, "no DLQ: one attempt (400)")
@@ -901,7 +901,7 @@ def sc_retries(c, x):
     # (arrival times: the first request may be read a little after curl's clock started)
     c.ok(gap is not None and 4.5 <= gap <= 5.0 + 2.0 * SLOW, "timeout: the second attempt after the 5 s timeout",
          repr(gap))
-    expect(x, "r-timeout", inv=1, att=2, retry=1, dlq=1)
+    expect(x, "r-timeout", inv=1, att=2, retry=1, failed=1, dlq=1)
 
 
 def sc_redrive(c, x):
@@ -935,7 +935,7 @@ def sc_redrive(c, x):
     rc, out, err = x.dl.cli("redrive", "--id", str(ids[0]))
     c.eq((rc, out), (0, "re-drove 0 dead letters\n"), "re-driving it again: nothing to do")
     # throttled: a new API destination lane starts without tokens, the second of two events at once may wait
-    expect(x, "redrive", inv=4, att=4, okatt=2, dlq=2, throttled=(0, 1))
+    expect(x, "redrive", inv=4, att=4, okatt=2, failed=2, dlq=2, throttled=(0, 1))
 
 
 def sc_rate_limit(c, x):
