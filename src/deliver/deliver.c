@@ -39,6 +39,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +174,10 @@ struct eb_deliver {
     size_t nscheds, capscheds;
     int64_t next_sched_refresh_v;
     int64_t next_summary_ms;      /* real mono ms: an info line with the counts, when they changed */
+    eb_job_update *ub;            /* this round's outcomes (record / flush_outcomes) */
+    int64_t *ub_ids;              /* ... the finished jobs among them */
+    char **ub_strs;               /* ... strings they own */
+    size_t nub, nub_ids, nub_strs, capub;
     eb_deliver_stats last_summary;
     json_t *sched_state; /* rule key -> last fired seconds (as loaded) */
 
@@ -590,50 +595,108 @@ static void on_committed(void *ctx, int status)
  * WAITING (retry) until the commit. */
 static void record(eb_deliver *d, job *j, eb_job_outcome oc, const char *dlq, const char *attrs)
 {
-    eb_job_update u = {.job_id = j->id,
-                       .event_row = j->event_row,
-                       .outcome = oc,
-                       .attempts = j->attempts,
-                       .next_attempt_ms = j->due_v,
-                       .dlq = dlq,
-                       .dlq_attrs = attrs,
-                       .rule = j->rule,
-                       .target_id = j->target_id,
-                       .event_id = j->event_id,
-                       .body = j->body,
-                       .len = j->len,
-                       .time_ms = eb_now_ms()};
-    if (oc == EB_JOB_RETRY) {
-        /* not waited for: the job stays in memory with its timer */
-        eb_store_job_update(d->cfg.store, &u, 1, NULL, NULL);
+    /* Outcomes are gathered during a dispatcher round and go to the store as
+     * one request (flush_outcomes): one queue entry and one callback for
+     * many jobs. The jobs' strings stay valid until then (finished jobs are
+     * kept, FINISHING, until their commit comes back). */
+    if (d->nub == d->capub) {
+        size_t nc = d->capub ? d->capub * 2 : 256;
+        eb_job_update *nu = realloc(d->ub, nc * sizeof *nu);
+        if (nu)
+            d->ub = nu;
+        int64_t *ni = nu ? realloc(d->ub_ids, nc * sizeof *ni) : NULL;
+        if (ni)
+            d->ub_ids = ni;
+        char **ns = ni ? realloc(d->ub_strs, 2 * nc * sizeof *ns) : NULL; /* two strings per outcome at most */
+        if (ns)
+            d->ub_strs = ns;
+        if (!ns) { /* out of memory: the job stays pending in the store; a scan brings it back */
+            if (oc != EB_JOB_RETRY)
+                job_remove(d, j);
+            return;
+        }
+        d->capub = nc;
+    }
+    /* dlq and attrs may live on the caller's stack: copied */
+    char *a = attrs ? strdup(attrs) : NULL;
+    char *q = dlq ? strdup(dlq) : NULL;
+    if ((attrs && !a) || (dlq && !q)) {
+        free(a);
+        free(q);
+        if (oc != EB_JOB_RETRY)
+            job_remove(d, j);
         return;
     }
-    compl *c = calloc(1, sizeof *c);
-    int64_t *ids = c ? malloc(2 * sizeof *ids) : NULL;
-    committed_ctx *cc = ids ? malloc(sizeof *cc) : NULL;
-    if (!cc) {
-        free(c);
-        free(ids);
-        eb_store_job_update(d->cfg.store, &u, 1, NULL, NULL);
-        job_remove(d, j);
-        return;
-    }
-    ids[0] = j->id;
-    ids[1] = j->event_row;
-    c->ids = ids;
-    c->nids = 1;
-    cc->d = d;
-    cc->c = c;
+    if (a)
+        d->ub_strs[d->nub_strs++] = a;
+    if (q)
+        d->ub_strs[d->nub_strs++] = q;
+    d->ub[d->nub++] = (eb_job_update){.job_id = j->id,
+                                      .event_row = j->event_row,
+                                      .outcome = oc,
+                                      .attempts = j->attempts,
+                                      .next_attempt_ms = j->due_v,
+                                      .dlq = q,
+                                      .dlq_attrs = a,
+                                      .rule = j->rule,
+                                      .target_id = j->target_id,
+                                      .event_id = j->event_id,
+                                      .body = j->body,
+                                      .len = j->len,
+                                      .time_ms = eb_now_ms()};
+    if (oc == EB_JOB_RETRY)
+        return; /* not waited for: the job stays in memory with its timer */
+    d->ub_ids[d->nub_ids++] = j->id;
     j->state = J_FINISHING;
     eb_target_info_free(&j->ti);
-    store_cb_expect(d);
-    if (eb_store_job_update(d->cfg.store, &u, 1, on_committed, cc) != EB_STORE_OK) {
-        store_cb_post(d, NULL);
+}
+
+/* Send the round's outcomes to the store (dispatcher thread). */
+static void flush_outcomes(eb_deliver *d)
+{
+    if (!d->nub)
+        return;
+    compl *c = NULL;
+    committed_ctx *cc = NULL;
+    int64_t *ids = NULL;
+    if (d->nub_ids) {
+        c = calloc(1, sizeof *c);
+        ids = c ? malloc(d->nub_ids * sizeof *ids) : NULL;
+        cc = ids ? malloc(sizeof *cc) : NULL;
+    }
+    int rc;
+    if (d->nub_ids && cc) {
+        memcpy(ids, d->ub_ids, d->nub_ids * sizeof *ids);
+        c->ids = ids;
+        c->nids = d->nub_ids;
+        cc->d = d;
+        cc->c = c;
+        store_cb_expect(d);
+        rc = eb_store_job_update(d->cfg.store, d->ub, d->nub, on_committed, cc);
+        if (rc != EB_STORE_OK) {
+            store_cb_post(d, NULL);
+            free(cc);
+            cc = NULL;
+        }
+    } else {
+        rc = eb_store_job_update(d->cfg.store, d->ub, d->nub, NULL, NULL);
+    }
+    if (!cc) {
+        /* not queued, or no memory to hear back: forget the finished jobs
+         * here (a failed request leaves them pending in the store, and a
+         * scan brings them back) */
+        for (size_t i = 0; i < d->nub_ids; i++) {
+            job *j = job_find(d, d->ub_ids[i]);
+            if (j && j->state == J_FINISHING)
+                job_remove(d, j);
+        }
         free(ids);
         free(c);
-        free(cc);
-        job_remove(d, j); /* stays pending in the store */
     }
+    (void)rc;
+    for (size_t i = 0; i < d->nub_strs; i++)
+        free(d->ub_strs[i]);
+    d->nub = d->nub_ids = d->nub_strs = 0;
 }
 
 static void stat_add(eb_deliver *d, uint64_t *field, uint64_t n)
@@ -741,6 +804,15 @@ static void outcome(eb_deliver *d, compl *c)
         l->inflight--;
     j->lane = NULL;
     int64_t now_v = vnow_ms(d);
+    if (c->cls == OUT_RETRY || c->cls == OUT_FINAL) {
+        /* a failed attempt whose target, rule or bus was removed meanwhile:
+         * dropped now (and not counted for a rule that no longer exists) */
+        eb_target_info now;
+        if (eb_core_target_get(d->cfg.core, j->rule, j->target_id, &now))
+            c->cls = OUT_DROP;
+        else
+            eb_target_info_free(&now);
+    }
     if (c->cls != OUT_DROP && c->cls != OUT_LOOP && c->cls != OUT_SKIP && j->ti.bus) {
         count(d, EB_M_INVOCATION_ATTEMPTS, j, 1);
         if (!j->first_done) {
@@ -959,6 +1031,7 @@ static int log_file(const eb_deliver *d, const char *group, eb_buf *out)
 
 static void *logger_main(void *arg)
 {
+    prctl(PR_SET_NAME, "eb-logwriter", 0, 0, 0); /* for top -H, perf */
     eb_deliver *d = arg;
     for (;;) {
         pthread_mutex_lock(&d->lmu);
@@ -1942,6 +2015,7 @@ static int load_anchor(void *ctx, const char *key, const char *doc, size_t len)
 
 static void *dispatcher_main(void *arg)
 {
+    prctl(PR_SET_NAME, "eb-dispatch", 0, 0, 0); /* for top -H, perf */
     eb_deliver *d = arg;
     for (;;) {
         pthread_mutex_lock(&d->mu);
@@ -1970,7 +2044,8 @@ static void *dispatcher_main(void *arg)
                 free(c->token);
                 free(c);
             }
-            return NULL; /* jobs in memory are freed by eb_deliver_stop */
+            flush_outcomes(d); /* the last round's outcomes */
+            return NULL;       /* jobs in memory are freed by eb_deliver_stop */
         }
         for (compl *c = done, *nx; c; c = nx) {
             nx = c->next;
@@ -2062,6 +2137,7 @@ static void *dispatcher_main(void *arg)
         }
         if (d->scanning)
             scan_step(d);
+        flush_outcomes(d);
         /* statistics */
         uint64_t inflight = 0, waiting = d->nheap;
         for (size_t b = 0; b < d->nlanes_b; b++)
@@ -2129,6 +2205,9 @@ static void free_all(eb_deliver *d)
         }
     free(d->lanes);
     free(d->throttled);
+    free(d->ub);
+    free(d->ub_ids);
+    free(d->ub_strs);
     for (size_t i = 0; i < d->nscheds; i++) {
         free(d->scheds[i].key);
         free(d->scheds[i].expr);

@@ -21,6 +21,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -455,6 +456,7 @@ static int expire(eb_httpc *c) {
 }
 
 static void *loop(void *arg) {
+    prctl(PR_SET_NAME, "eb-httpc", 0, 0, 0); /* for top -H, perf */
     eb_httpc *c = arg;
     loop_client = c;
     for (;;) {

@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
@@ -385,6 +386,7 @@ static int grow_pfd(eb_procs *p, size_t need) {
 }
 
 static void *reactor(void *arg) {
+    prctl(PR_SET_NAME, "eb-procs", 0, 0, 0); /* for top -H, perf */
     eb_procs *p = arg;
     for (;;) {
         pthread_mutex_lock(&p->mu);

@@ -15,16 +15,19 @@
  *                              and a UUID index would cost a random b-tree
  *                              insert per event. Index events_done(time_ms)
  *                              WHERE pending = 0 feeds compaction.
- *   jobs(id AUTOINCREMENT, event, rule, target_id, state, attempts,
+ *   jobs(id, event, rule, target_id, state, attempts,
  *        next_attempt_ms)      one delivery job; `event` is events.rowid;
- *                              state 0 = ready (JOB_READY; the delivery code
- *                              defines the others); next_attempt_ms starts at
- *                              the event's time. Index jobs_due(state,
- *                              next_attempt_ms) for claiming due jobs.
- *   Contract for the delivery code: a job that is finished (delivered or
- *   dead-lettered) is deleted and its event's `pending` decremented in the same
- *   transaction. So an event with pending = 0 has no job rows left, and
- *   compaction deletes events only (no jobs(event) index is needed).
+ *                              ids are never reused while the store is open;
+ *                              the delivery engine pages through them by id
+ *                              (no other index: each costs a b-tree insert
+ *                              and delete per job).
+ *   dlq(id, queue, ...)        dead letters, index dlq_queue(queue, id).
+ *   A finished job (delivered, dropped or dead-lettered) is deleted and its
+ *   event's `pending` decremented in the same transaction -- or, without
+ *   retention, the event deleted right away when this was its last job (one
+ *   row delete instead of an update, a partial-index entry and a compaction).
+ *   So an event with pending = 0 has no job rows left, and compaction deletes
+ *   events only (no jobs(event) index is needed).
  *
  * Retention choice: with retention_s == 0 (the default) events that matched
  * no target (njobs == 0) are never inserted -- they are not copied into the
@@ -81,6 +84,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -126,7 +130,6 @@ static const char SCHEMA[] =
     " id INTEGER PRIMARY KEY, event INTEGER NOT NULL, rule TEXT NOT NULL,"
     " target_id TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,"
     " next_attempt_ms INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_attempt_ms);"
     "CREATE TABLE IF NOT EXISTS dlq("
     " id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, time_ms INTEGER NOT NULL, attrs TEXT NOT NULL,"
     " rule TEXT NOT NULL, target_id TEXT NOT NULL, event_id TEXT NOT NULL, body BLOB NOT NULL);"
@@ -215,7 +218,7 @@ typedef struct {
     /* The syncer: committed batches wait here for their fsync (of the WAL,
      * through wal_fd), then go to the job sink and their done callbacks, while
      * the committer writes the next transaction. */
-    sqlite3_stmt *w_fin, *w_dec, *w_retry, *w_dead;
+    sqlite3_stmt *w_fin, *w_dec, *w_evdel, *w_retry, *w_dead;
     int wal_fd; /* -1: SQLite syncs each commit itself (synchronous=FULL) */
     pthread_t syncer;
     int have_syncer;
@@ -879,12 +882,12 @@ static int sq_job_update(eb_store *s_, const eb_job_update *u, size_t n, eb_stor
 /* ---- the committer -------------------------------------------------------------------- */
 
 /* Write every event/job of the batch in one transaction. */
-static int write_batch(sq_store *s, qappend *batch, size_t nev, uint64_t *finished)
+static int write_batch(sq_store *s, qappend *batch, size_t nev, uint64_t *finished, uint64_t *deleted)
 {
     sqlite3 *db = s->wdb;
     const char *what = "begin";
     int64_t max_job = 0;
-    *finished = 0;
+    *finished = *deleted = 0;
     if (!sqlite3_get_autocommit(db)) /* a failed ROLLBACK left a transaction open */
         step_reset(s->w_rollback);
     int rc = step_reset(s->w_begin);
@@ -938,8 +941,16 @@ static int write_batch(sq_store *s, qappend *batch, size_t nev, uint64_t *finish
             if (sqlite3_changes(db) != 1)
                 continue; /* already finished (a job handed over twice) */
             (*finished)++;
-            if ((rc = sqlite3_bind_int64(s->w_dec, 1, u->event_row)) != SQLITE_OK ||
-                (rc = step_reset(s->w_dec)) != SQLITE_DONE)
+            int gone = 0;
+            if (!s->keep_all) { /* its last job: the event goes at once */
+                if ((rc = sqlite3_bind_int64(s->w_evdel, 1, u->event_row)) != SQLITE_OK ||
+                    (rc = step_reset(s->w_evdel)) != SQLITE_DONE)
+                    goto fail;
+                gone = sqlite3_changes(db) == 1;
+                *deleted += (uint64_t)gone;
+            }
+            if (!gone && ((rc = sqlite3_bind_int64(s->w_dec, 1, u->event_row)) != SQLITE_OK ||
+                          (rc = step_reset(s->w_dec)) != SQLITE_DONE))
                 goto fail;
             if (u->dlq) {
                 what = "insert dead letter";
@@ -974,9 +985,10 @@ fail:
     sqlite3_reset(s->w_ins_job);
     sqlite3_reset(s->w_fin);
     sqlite3_reset(s->w_dec);
+    sqlite3_reset(s->w_evdel);
     sqlite3_reset(s->w_retry);
     sqlite3_reset(s->w_dead);
-    *finished = 0;
+    *finished = *deleted = 0;
     if (!sqlite3_get_autocommit(db)) {
         int rr = step_reset(s->w_rollback);
         if (rr != SQLITE_DONE)
@@ -1055,8 +1067,8 @@ static void commit_batch(sq_store *s, qappend *batch, size_t nappends)
         njobs += a->njobs;
         nupd += a->nupd;
     }
-    uint64_t finished = 0;
-    int status = nev || nupd ? write_batch(s, batch, nev, &finished) : EB_STORE_OK;
+    uint64_t finished = 0, deleted = 0;
+    int status = nev || nupd ? write_batch(s, batch, nev, &finished, &deleted) : EB_STORE_OK;
     pthread_mutex_lock(&s->qmu);
     if (status == EB_STORE_OK) {
         if (nev)
@@ -1065,6 +1077,7 @@ static void commit_batch(sq_store *s, qappend *batch, size_t nappends)
         s->n_events += nev;
         s->n_jobs_pending += njobs;
         s->n_jobs_pending -= finished <= s->n_jobs_pending ? finished : s->n_jobs_pending;
+        s->n_events -= deleted <= s->n_events ? deleted : s->n_events;
     }
     pthread_mutex_unlock(&s->qmu);
     for (qappend *a = batch; a; a = a->next)
@@ -1090,6 +1103,7 @@ static void commit_batch(sq_store *s, qappend *batch, size_t nappends)
  * last one; then the batches' jobs go to the sink and their callbacks run. */
 static void *syncer_main(void *arg)
 {
+    prctl(PR_SET_NAME, "eb-syncer", 0, 0, 0); /* for top -H, perf */
     sq_store *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->smu);
@@ -1185,6 +1199,7 @@ static void checkpoint(sq_store *s)
 
 static void *checkpointer_main(void *arg)
 {
+    prctl(PR_SET_NAME, "eb-checkpoint", 0, 0, 0); /* for top -H, perf */
     sq_store *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->kmu);
@@ -1228,6 +1243,7 @@ static int compact(sq_store *s)
 
 static void *committer_main(void *arg)
 {
+    prctl(PR_SET_NAME, "eb-committer", 0, 0, 0); /* for top -H, perf */
     sq_store *s = arg;
     uint64_t next_compact = mono_ms() + COMPACT_INTERVAL_MS;
     for (;;) {
@@ -1291,7 +1307,7 @@ static void finalize_all(sq_store *s)
 {
     sqlite3_stmt **all[] = {&s->w_begin, &s->w_commit, &s->w_rollback, &s->w_ins_event, &s->w_ins_job,
                             &s->w_compact, &s->c_put, &s->c_del, &s->c_scan, &s->c_evscan, &s->w_fin,
-                            &s->w_dec, &s->w_retry, &s->w_dead, &s->c_jobscan, &s->c_jobevent};
+                            &s->w_dec, &s->w_evdel, &s->w_retry, &s->w_dead, &s->c_jobscan, &s->c_jobevent};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         sqlite3_finalize(*all[i]);
         *all[i] = NULL;
@@ -1587,6 +1603,11 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
             goto fail;
         }
     }
+    /* jobs_due(state, next_attempt_ms) of earlier databases: nothing reads it */
+    if (exec(s->wdb, "DROP INDEX IF EXISTS jobs_due") != SQLITE_OK) {
+        set_err(err, errlen, "%s: %s", path, sqlite3_errmsg(s->wdb));
+        goto fail;
+    }
     if (chmod_companions(path, err, errlen))
         goto fail;
     rc = sqlite3_open_v2(path, &s->cdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -1630,6 +1651,7 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
              &s->w_ins_event) ||
         prep(s->wdb, "DELETE FROM jobs WHERE id = ?1", &s->w_fin) ||
         prep(s->wdb, "UPDATE events SET pending = pending - 1 WHERE rowid = ?1", &s->w_dec) ||
+        prep(s->wdb, "DELETE FROM events WHERE rowid = ?1 AND pending = 1", &s->w_evdel) ||
         prep(s->wdb, "UPDATE jobs SET attempts = ?2, next_attempt_ms = ?3 WHERE id = ?1", &s->w_retry) ||
         prep(s->wdb,
              "INSERT INTO dlq(queue, time_ms, attrs, rule, target_id, event_id, body) VALUES (?1,?2,?3,?4,?5,?6,?7)",
