@@ -175,7 +175,7 @@ struct eb_deliver {
     int64_t next_sched_refresh_v;
     int64_t next_summary_ms;      /* real mono ms: an info line with the counts, when they changed */
     eb_job_update *ub;            /* this round's outcomes (record / flush_outcomes) */
-    int64_t *ub_ids;              /* ... the finished jobs among them */
+    int64_t *ub_ids;              /* ... the finished jobs among them: (job id, event row) pairs */
     char **ub_strs;               /* ... strings they own */
     size_t nub, nub_ids, nub_strs, capub;
     eb_deliver_stats last_summary;
@@ -604,7 +604,7 @@ static void record(eb_deliver *d, job *j, eb_job_outcome oc, const char *dlq, co
         eb_job_update *nu = realloc(d->ub, nc * sizeof *nu);
         if (nu)
             d->ub = nu;
-        int64_t *ni = nu ? realloc(d->ub_ids, nc * sizeof *ni) : NULL;
+        int64_t *ni = nu ? realloc(d->ub_ids, 2 * nc * sizeof *ni) : NULL; /* (job id, event row) pairs */
         if (ni)
             d->ub_ids = ni;
         char **ns = ni ? realloc(d->ub_strs, 2 * nc * sizeof *ns) : NULL; /* two strings per outcome at most */
@@ -646,7 +646,9 @@ static void record(eb_deliver *d, job *j, eb_job_outcome oc, const char *dlq, co
                                       .time_ms = eb_now_ms()};
     if (oc == EB_JOB_RETRY)
         return; /* not waited for: the job stays in memory with its timer */
-    d->ub_ids[d->nub_ids++] = j->id;
+    d->ub_ids[2 * d->nub_ids] = j->id;
+    d->ub_ids[2 * d->nub_ids + 1] = j->event_row;
+    d->nub_ids++;
     j->state = J_FINISHING;
     eb_target_info_free(&j->ti);
 }
@@ -661,12 +663,12 @@ static void flush_outcomes(eb_deliver *d)
     int64_t *ids = NULL;
     if (d->nub_ids) {
         c = calloc(1, sizeof *c);
-        ids = c ? malloc(d->nub_ids * sizeof *ids) : NULL;
+        ids = c ? malloc(2 * d->nub_ids * sizeof *ids) : NULL;
         cc = ids ? malloc(sizeof *cc) : NULL;
     }
     int rc;
     if (d->nub_ids && cc) {
-        memcpy(ids, d->ub_ids, d->nub_ids * sizeof *ids);
+        memcpy(ids, d->ub_ids, 2 * d->nub_ids * sizeof *ids);
         c->ids = ids;
         c->nids = d->nub_ids;
         cc->d = d;
@@ -686,8 +688,8 @@ static void flush_outcomes(eb_deliver *d)
          * here (a failed request leaves them pending in the store, and a
          * scan brings them back) */
         for (size_t i = 0; i < d->nub_ids; i++) {
-            job *j = job_find(d, d->ub_ids[i]);
-            if (j && j->state == J_FINISHING)
+            job *j = job_find(d, d->ub_ids[2 * i]);
+            if (j && j->state == J_FINISHING && j->event_row == d->ub_ids[2 * i + 1])
                 job_remove(d, j);
         }
         free(ids);
