@@ -2,6 +2,7 @@
 """Figures of one delivery benchmark run (bench/delivery/run.sh).
 
     analyze.py RECORDS RECV_TIMELINE GEN_TIMELINE GEN_RESULT_LINE RATE WARMUP_S
+    analyze.py threads BEFORE AFTER EVENTS     (CPU per server thread: see threads())
 
 RECORDS: the receiver's "recv_us sent_us id" lines; RECV_TIMELINE: its "second delivered" lines;
 GEN_TIMELINE: the load generator's "second acked sent" lines; GEN_RESULT_LINE: its RESULT line.
@@ -52,7 +53,39 @@ def slope(xs, ys):
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
 
 
+ROLES = ["main", "syncer", "checkpointer", "committer", "httpc", "procs", "logger", "dispatcher"]
+
+
+def threads(before, after, events):
+    """CPU per server thread between two snapshots ("tid ticks comm" lines of /proc/PID/task/*/stat,
+    the first tid being the process). Unnamed threads are labelled by creation order (store:
+    syncer, checkpointer, committer; delivery: httpc (libcurl loop), procs, logger, dispatcher);
+    named ones (MHD-worker...) by name. Prints role=ms (us/event) ... total."""
+    def load(path):
+        out = {}
+        with open(path) as f:
+            for line in f:
+                p = line.split(None, 2)
+                if len(p) == 3:
+                    out[int(p[0])] = (int(p[1]), p[2].strip())
+        return out
+    a, b = load(before), load(after)
+    tids = sorted(b)
+    acc = {}
+    for k, tid in enumerate(tids):
+        ticks, comm = b[tid]
+        d = (ticks - a.get(tid, (0, ""))[0]) * 10  # ms (USER_HZ = 100)
+        role = comm if comm != "ebridge" or k >= len(ROLES) else ROLES[k]
+        acc[role] = acc.get(role, 0) + d
+    tot = sum(acc.values())
+    ev = max(int(events), 1)
+    parts = ["%s=%dms(%.0fus)" % (r, ms, ms * 1000.0 / ev) for r, ms in sorted(acc.items(), key=lambda x: -x[1]) if ms]
+    print("server_cpu " + " ".join(parts) + " total=%dms(%.0fus/event)" % (tot, tot * 1000.0 / ev))
+
+
 def main():
+    if sys.argv[1] == "threads":
+        return threads(sys.argv[2], sys.argv[3], sys.argv[4])
     rec_path, rtl_path, gtl_path, result, rate, warmup = sys.argv[1:7]
     rate, warmup = float(rate), float(warmup)
     res = dict(kv.split("=", 1) for kv in result.split()[1:])

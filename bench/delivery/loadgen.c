@@ -20,7 +20,8 @@
  * --timeline FILE gets "second acked sent" (cumulative events) each time the realtime second
  * changes (sampled at least every 10 ms). At the end (after the duration, waiting up to 10 s
  * for outstanding answers) one line on stdout:
- *   RESULT calls=.. events_sent=.. acked=.. non200=.. failed=.. errors=.. seconds=..
+ *   RESULT calls=.. events_sent=.. acked=.. non200=.. failed=.. errors=.. unanswered=..
+ *          reconnects=.. cpu_ms=.. (the generator's own CPU time) seconds=..
  *          put_p50_ms=.. put_p99_ms=.. put_max_ms=.. lag_p50_ms=.. lag_p99_ms=.. lag_max_ms=..
  * Exit status 0 when every call was acknowledged. */
 #define _GNU_SOURCE
@@ -36,6 +37,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -443,13 +445,16 @@ int main(int argc, char **argv)
     qsort(put_us.v, put_us.n, sizeof *put_us.v, cmp32);
     qsort(lag_us.v, lag_us.n, sizeof *lag_us.v, cmp32);
     uint64_t lost = calls - put_us.n; /* sent, never answered */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    long cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
     printf("RESULT calls=%llu events_sent=%llu acked=%llu non200=%llu failed=%llu errors=%llu unanswered=%llu "
-           "reconnects=%llu "
+           "reconnects=%llu cpu_ms=%ld "
            "seconds=%.2f put_p50_ms=%.3f put_p99_ms=%.3f put_max_ms=%.3f lag_p50_ms=%.3f lag_p99_ms=%.3f "
            "lag_max_ms=%.3f\n",
            (unsigned long long)calls, (unsigned long long)events_sent, (unsigned long long)acked,
            (unsigned long long)non200, (unsigned long long)failed, (unsigned long long)errors,
-           (unsigned long long)lost, (unsigned long long)reconnects, secs, pct(&put_us, 50), pct(&put_us, 99), pct(&put_us, 100), pct(&lag_us, 50),
+           (unsigned long long)lost, (unsigned long long)reconnects, cpu_ms, secs, pct(&put_us, 50), pct(&put_us, 99), pct(&put_us, 100), pct(&lag_us, 50),
            pct(&lag_us, 99), pct(&lag_us, 100));
     return acked == events_sent ? 0 : 1;
 }

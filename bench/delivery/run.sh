@@ -121,9 +121,35 @@ stop_pid() { # PID: SIGTERM and wait (our child)
     return $rc
 }
 
+snap_threads() { # PID: "tid ticks comm" per thread (utime + stime, clock ticks)
+    local t
+    for t in /proc/"$1"/task/*; do
+        echo "${t##*/} $(awk '{print $14+$15}' "$t/stat") $(cat "$t/comm")"
+    done
+}
+
 api() { # PORT OP JSON
     curl -sS --fail-with-body -H 'Content-Type: application/x-amz-json-1.1' -H "X-Amz-Target: AWSEvents.$2" \
         -d "$3" "http://127.0.0.1:$1/"
+}
+
+# Cores this machine gives us right now (other tenants share them): NPROC processes spin for
+# 0.5 s each; the sum of their CPU time / wall time.
+cpu_avail() {
+    python3 - <<'PY'
+import os, time, multiprocessing as mp
+def spin(q):
+    t0, c0 = time.monotonic(), time.process_time()
+    while time.monotonic() - t0 < 0.5:
+        pass
+    q.put(time.process_time() - c0)
+q = mp.Queue()
+ps = [mp.Process(target=spin, args=(q,)) for _ in range(os.cpu_count())]
+for p in ps: p.start()
+tot = sum(q.get() for _ in ps)
+for p in ps: p.join()
+print("%.2f" % (tot / 0.5))
+PY
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -179,11 +205,14 @@ run_case() {
     api "$sport" PutRule '{"Name":"bench","EventPattern":"{\"source\":[\"bench.delivery\"]}"}' >/dev/null
     out=$(api "$sport" PutTargets "{\"Rule\":\"bench\",\"Targets\":[$targets]}")
     case "$out" in *'"FailedEntryCount":0'*) ;; *) echo "PutTargets failed: $out" >&2; exit 1 ;; esac
-    local load0 load1
+    local load0 load1 avail
     load0=$(cut -d' ' -f1 /proc/loadavg)
+    avail=$(cpu_avail)
     echo "== $name: $rate events/s, $entries entr$([ "$entries" = 1 ] && echo y || echo ies) per call, ${secs}s," \
-        "$ntargets target(s), $conns connections (load average $load0)"
-    local rline
+        "$ntargets target(s), $conns connections (load average $load0; idle CPU probe: $avail of $(nproc) cores)"
+    snap_threads "$spid" >"$dir/threads0.txt"
+    local rcpu0 rline
+    rcpu0=$(awk '{print $14+$15}' "/proc/$recv_pid/stat")
     rline=$("$tmp/loadgen" --port "$sport" --rate "$rate" --entries "$entries" --duration "$secs" --conns "$conns" \
         --detail-bytes "$DETAIL_BYTES" --timeline "$dir/gen-timeline.txt") || status=1
     echo "   $rline"
@@ -197,6 +226,8 @@ run_case() {
         sleep 0.1
     done
     sleep 1 # late duplicates
+    snap_threads "$spid" >"$dir/threads1.txt"
+    local rcpu=$(( ($(awk '{print $14+$15}' "/proc/$recv_pid/stat") - rcpu0) * 10 ))
     local retries
     retries=$(metric "$sport" ebridge_retry_invocation_attempts_total)
     load1=$(cut -d' ' -f1 /proc/loadavg)
@@ -216,8 +247,11 @@ run_case() {
     a=$(python3 bench/delivery/analyze.py "$dir/records.txt" "$dir/recv-timeline.txt" "$dir/gen-timeline.txt" \
         "$rline" "$rate" "$WARMUP")
     a="$a$extra put_p99_ms=$(echo "$rline" | grep -o 'put_p99_ms=[0-9.]*' | cut -d= -f2)"
-    a="$a lag_p99_ms=$(echo "$rline" | grep -o 'lag_p99_ms=[0-9.]*' | cut -d= -f2) load=$load0-$load1"
+    a="$a lag_p99_ms=$(echo "$rline" | grep -o 'lag_p99_ms=[0-9.]*' | cut -d= -f2) load=$load0-$load1 cpu=$avail"
     echo "   $a"
+    local tc
+    tc=$(python3 bench/delivery/analyze.py threads "$dir/threads0.txt" "$dir/threads1.txt" "${acked:-0}")
+    echo "   $tc; receiver ${rcpu}ms; loadgen $(echo "$rline" | grep -o 'cpu_ms=[0-9]*' | cut -d= -f2)ms"
     case "$a" in *" missing=0 "*) ;; *) echo "   ACKNOWLEDGED EVENTS NOT DELIVERED within ${DRAIN}s" >&2; status=1 ;; esac
     R[$name]="$a rate=$rate entries=$entries secs=$secs"
 }
@@ -248,17 +282,18 @@ for sc in $SCENARIOS; do
 done
 
 echo
-echo "== results (Detail ~${DETAIL_BYTES} B, --sync full; latency = receiver's receive time - the generator's send time)"
-printf '%-12s %7s %3s %4s %9s %9s %5s %8s %9s %8s %8s %8s %8s %9s %8s %8s %s\n' run rate ent secs acked delivered dups \
-    'dlv/s' 'slope/s' bl_end p50_ms p90_ms p99_ms max_ms put_p99 lag_p99 load
+echo "== results (Detail ~${DETAIL_BYTES} B, --sync full; latency = receiver's receive time - the generator's send time;"
+echo "   load = load average before-after; cpu = cores a spin probe got just before the run, of $(nproc))"
+printf '%-12s %7s %3s %4s %9s %9s %5s %8s %9s %8s %8s %8s %8s %9s %8s %8s %-11s %s\n' run rate ent secs acked delivered \
+    dups 'dlv/s' 'slope/s' bl_end p50_ms p90_ms p99_ms max_ms put_p99 lag_p99 load cpu
 for name in latency isolation $(for r in $RATES; do echo "ramp-$r"; done) sustained; do
     [ -n "${R[$name]:-}" ] || continue
     l=${R[$name]}
-    printf '%-12s %7s %3s %4s %9s %9s %5s %8s %9s %8s %8s %8s %8s %9s %8s %8s %s\n' "$name" "$(get "$l" rate)" \
+    printf '%-12s %7s %3s %4s %9s %9s %5s %8s %9s %8s %8s %8s %8s %9s %8s %8s %-11s %s\n' "$name" "$(get "$l" rate)" \
         "$(get "$l" entries)" "$(get "$l" secs)" "$(get "$l" acked)" "$(get "$l" delivered)" "$(get "$l" dups)" \
         "$(get "$l" dlv_per_s)" "$(get "$l" backlog_slope)" "$(get "$l" backlog_end)" "$(get "$l" lat_p50_ms)" \
         "$(get "$l" lat_p90_ms)" "$(get "$l" lat_p99_ms)" "$(get "$l" lat_max_ms)" "$(get "$l" put_p99_ms)" \
-        "$(get "$l" lag_p99_ms)" "$(get "$l" load)"
+        "$(get "$l" lag_p99_ms)" "$(get "$l" load)" "$(get "$l" cpu)"
 done
 
 echo
