@@ -53,3 +53,9 @@ bench-load: deps build
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
+
+# the delivery engine end to end: PutEvents -> one rule -> function targets over HTTP, paced
+# load generator and receiver on this machine (~7 minutes; DURATION=15 RAMP_SECONDS=8 for a short run)
+.PHONY: bench-delivery
+bench-delivery: deps build
+	@bench/delivery/run.sh build/ebridge

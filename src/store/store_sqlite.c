@@ -58,7 +58,9 @@
  * the batch with EB_STORE_ERR_IO. While it commits, new appends pile up and go
  * into the next transaction: one fsync covers them all. The queue is bounded
  * (QUEUE_BATCHES batches of events / QUEUE_APPENDS appends): appenders then
- * wait (except the committer thread itself, from a done callback).
+ * wait (except the committer thread itself, from a done callback). A queue
+ * holding only job outcomes (eb_store_job_update) is left to gather for up to
+ * UPDATE_LINGER_MS before it is committed (events end the wait at once).
  *
  * Checkpoints: auto-checkpointing is off on every connection. Once the WAL
  * holds CKPT_BYTES (and on the committer's once-a-second tick) a checkpointer
@@ -176,7 +178,18 @@ typedef struct qappend {
     size_t nupd;
     qupd *upd;
     int status; /* set by the committer */
+    uint64_t queued_ms; /* mono ms when enqueued */
 } qappend;
+
+/* Job outcomes alone are not waited for by anyone but the delivery engine (to forget a finished
+ * job) and are not fsynced: the committer lets them gather for up to UPDATE_LINGER_MS, so that
+ * a steady trickle of outcomes (retries of a failing target, deliveries at a moderate rate) costs
+ * one transaction per few milliseconds instead of one each. Events end the wait at once. */
+#define UPDATE_LINGER_MS 10u
+static int lazy_append(const qappend *a)
+{
+    return a->nupd && !a->nev && !a->njobs;
+}
 
 typedef struct {
     eb_store base;
@@ -209,6 +222,7 @@ typedef struct {
     pthread_cond_t spacecv; /* appenders wait for room */
     qappend *head, **tail;
     size_t q_events, q_appends;
+    size_t q_urgent; /* queued appends that are not lazy_append() */
     int closing;
     pthread_t committer;
     uint64_t n_events, n_jobs_pending, n_commits, n_appends;
@@ -824,11 +838,16 @@ static int enqueue(sq_store *s, qappend *a, size_t sev)
         free(a);
         return EB_STORE_ERR_CLOSED;
     }
+    int was_empty = !s->head;
+    a->queued_ms = mono_ms();
     *s->tail = a;
     s->tail = &a->next;
     s->q_events += sev;
     s->q_appends++;
-    pthread_cond_signal(&s->qcv);
+    if (!lazy_append(a))
+        s->q_urgent++;
+    if (was_empty || !lazy_append(a)) /* a lingering committer needs no wake-up per outcome */
+        pthread_cond_signal(&s->qcv);
     pthread_mutex_unlock(&s->qmu);
     return EB_STORE_OK;
 }
@@ -1248,13 +1267,17 @@ static void *committer_main(void *arg)
     uint64_t next_compact = mono_ms() + COMPACT_INTERVAL_MS;
     for (;;) {
         pthread_mutex_lock(&s->qmu);
-        while (!s->head && !s->closing) {
+        for (;;) {
             uint64_t now = mono_ms();
-            if (now >= next_compact)
+            int linger = s->head && !s->q_urgent && now < s->head->queued_ms + UPDATE_LINGER_MS &&
+                         s->q_appends < QUEUE_APPENDS / 2;
+            if ((s->head && !linger) || s->closing || now >= next_compact)
                 break;
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             uint64_t wait = next_compact - now;
+            if (linger && s->head->queued_ms + UPDATE_LINGER_MS - now < wait)
+                wait = s->head->queued_ms + UPDATE_LINGER_MS - now;
             ts.tv_sec += (time_t)(wait / 1000);
             ts.tv_nsec += (long)(wait % 1000) * 1000000L;
             if (ts.tv_nsec >= 1000000000L) {
@@ -1271,6 +1294,7 @@ static void *committer_main(void *arg)
                 break;
             nev += a->nev;
             napp++;
+            s->q_urgent -= !lazy_append(a);
             last = a;
         }
         if (last) {
