@@ -54,6 +54,8 @@
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_CAP_MS 600000
 #define LOG_LANE_MAX 1024
+#define BREAKER_FAILS 5
+#define BREAKER_PROBE_MS 1000
 #define BUS_LANE_MAX 256
 
 /* ---- jobs, lanes ---------------------------------------------------------------------- */
@@ -80,6 +82,7 @@ typedef struct job {
     int64_t started_mono_ms;
     int first_done;
     int refreshed; /* retried once with a fresh OAuth token */
+    lane *wlane;   /* the lane whose `waiting` counts this job (retry timer) */
     int throttled;  /* this attempt waited for the lane's rate (ThrottledRules counted) */
 } job;
 
@@ -97,6 +100,17 @@ struct lane {
     char *token;
     int fetching;
     char *conn_arn; /* the connection the token is for */
+    /* A circuit breaker for targets that refuse connections: after
+     * BREAKER_FAILS refusals in a row, attempts fail at once (as
+     * CONNECTION_FAILURE, following their backoff) except one probe per
+     * BREAKER_PROBE_MS, so a dead endpoint costs no sockets and little CPU. */
+    unsigned refusals;
+    int breaker_open;
+    int64_t probe_at_ms; /* real mono ms */
+    /* jobs this lane holds in memory: queued + waiting for a retry (held_max:
+     * past it, further due jobs stay in the store until a later scan) */
+    size_t waiting;
+    int spilling;
 };
 
 /* A finished attempt, from an executor thread to the dispatcher. */
@@ -112,6 +126,8 @@ typedef struct compl {
     int has_retry_after;
     int64_t retry_after_ms;
     int refresh_token;
+    int http_seen;   /* an HTTP attempt really went out (not failed fast by the breaker) */
+    int refused;     /* ... and its connection was refused */
     /* token fetch result */
     char *token;
     /* committed outcomes: jobs to forget, as (job id, event row) pairs */
@@ -174,6 +190,7 @@ struct eb_deliver {
     size_t nscheds, capscheds;
     int64_t next_sched_refresh_v;
     int64_t next_summary_ms;      /* real mono ms: an info line with the counts, when they changed */
+    size_t lane_hold_max;         /* jobs one lane may hold in memory (max_jobs / 8) */
     eb_job_update *ub;            /* this round's outcomes (record / flush_outcomes) */
     int64_t *ub_ids;              /* ... the finished jobs among them: (job id, event row) pairs */
     char **ub_strs;               /* ... strings they own */
@@ -341,6 +358,8 @@ static void job_free(job *j)
 
 static void job_remove(eb_deliver *d, job *j)
 {
+    if (j->wlane && j->wlane->waiting)
+        j->wlane->waiting--;
     job **pp = &d->buckets[hslot(d, j->id)];
     while (*pp && *pp != j)
         pp = &(*pp)->hnext;
@@ -883,8 +902,12 @@ static void outcome(eb_deliver *d, compl *c)
         eb_target_info_free(&j->ti);
         j->state = J_WAITING;
         record(d, j, EB_JOB_RETRY, NULL, NULL);
-        if (heap_push(d, j))
+        if (heap_push(d, j)) {
             job_remove(d, j); /* out of memory: the store's record brings it back */
+        } else if (l) {
+            l->waiting++;
+            j->wlane = l;
+        }
         break;
     }
     }
@@ -965,6 +988,8 @@ static void on_http(void *ctx, const eb_http_result *r)
         c->retry_after_ms = r->retry_after_ms;
         c->refresh_token = a->kind == K_APIDEST && r->outcome == EB_HTTP_RESPONSE &&
                            (r->status == 401 || r->status == 407);
+        c->http_seen = 1;
+        c->refused = r->outcome == EB_HTTP_REFUSED;
         post(a->d, c);
     }
     free(a);
@@ -1597,6 +1622,15 @@ static void start(eb_deliver *d, job *j, lane *l)
             complete(d, j, OUT_RETRY, "INTERNAL_ERROR", "the event could not be forwarded");
         return;
     }
+    if ((l->kind == K_FUNC_URL || l->kind == K_APIDEST) && l->breaker_open) {
+        int64_t now = mono_ms();
+        if (now < l->probe_at_ms) {
+            complete(d, j, OUT_RETRY, "CONNECTION_FAILURE",
+                     "the target refused its recent connections (circuit open: not tried)");
+            return;
+        }
+        l->probe_at_ms = now + BREAKER_PROBE_MS; /* this attempt is the probe */
+    }
     /* the payload */
     char why[256] = "";
     eb_input *in = eb_input_compile(j->ti.target, why, sizeof why);
@@ -1757,6 +1791,19 @@ static void route(eb_deliver *d, job *j)
         outcome(d, &o); /* counts the attempt */
         return;
     }
+    if (l->qlen + l->waiting >= d->lane_hold_max && l->inflight >= l->max) {
+        /* this target holds its share of memory (a dead or slow target
+         * piling up): the job stays in the store, where a later scan of the
+         * queue finds it; other targets keep their room */
+        if (!l->spilling)
+            eb_log(EB_LOG_WARN, "deliver: a target's backlog is over its memory share; the rest waits in the store",
+                   "lane=\"%s\" queued=%zu waiting_retry=%zu", l->key, l->qlen, l->waiting);
+        l->spilling = 1;
+        eb_target_info_free(&j->ti);
+        job_remove(d, j);
+        return;
+    }
+    l->spilling = 0;
     j->state = J_QUEUED;
     j->qnext = NULL;
     j->throttled = 0;
@@ -2062,6 +2109,21 @@ static void *dispatcher_main(void *arg)
                 token_done(d, c);
             } else if (c->j) {
                 lane *l = c->j->lane;
+                if (l && c->http_seen) {
+                    if (c->refused) {
+                        if (++l->refusals >= BREAKER_FAILS && !l->breaker_open) {
+                            l->breaker_open = 1;
+                            l->probe_at_ms = mono_ms() + BREAKER_PROBE_MS;
+                            eb_log(EB_LOG_WARN, "deliver: target refuses connections; one probe a second until it answers",
+                                   "lane=\"%s\" refusals=%u", l->key, l->refusals);
+                        }
+                    } else {
+                        if (l->breaker_open)
+                            eb_log(EB_LOG_INFO, "deliver: target answers again", "lane=\"%s\"", l->key);
+                        l->refusals = 0;
+                        l->breaker_open = 0;
+                    }
+                }
                 if (c->refresh_token && l && l->token) {
                     /* OAuth: the token may have expired; fetch a new one and
                      * try this event once more at once */
@@ -2100,6 +2162,11 @@ static void *dispatcher_main(void *arg)
         int64_t now_v = vnow_ms(d);
         while (d->nheap && d->heap[0]->due_v <= now_v) {
             job *j = heap_pop(d);
+            if (j->wlane) {
+                if (j->wlane->waiting)
+                    j->wlane->waiting--;
+                j->wlane = NULL;
+            }
             route(d, j);
         }
         /* throttled lanes: try again (lane_pump re-adds those still short of tokens) */
@@ -2251,6 +2318,7 @@ eb_deliver *eb_deliver_start(const eb_deliver_config *cfg, char *err, size_t err
         d->cfg.lane_concurrency = 64;
     if (!d->cfg.max_jobs)
         d->cfg.max_jobs = 200000;
+    d->lane_hold_max = d->cfg.max_jobs / 8 > 1000 ? d->cfg.max_jobs / 8 : 1000;
     pthread_mutex_init(&d->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
