@@ -128,6 +128,7 @@ typedef struct compl {
     int refresh_token;
     int http_seen;   /* an HTTP attempt really went out (not failed fast by the breaker) */
     int refused;     /* ... and its connection was refused */
+    int not_tried;   /* failed at once by the breaker (the target was looked up just before) */
     /* token fetch result */
     char *token;
     /* committed outcomes: jobs to forget, as (job id, event row) pairs */
@@ -825,7 +826,7 @@ static void outcome(eb_deliver *d, compl *c)
         l->inflight--;
     j->lane = NULL;
     int64_t now_v = vnow_ms(d);
-    if (c->cls == OUT_RETRY || c->cls == OUT_FINAL) {
+    if ((c->cls == OUT_RETRY || c->cls == OUT_FINAL) && !c->not_tried) {
         /* a failed attempt whose target, rule or bus was removed meanwhile:
          * dropped now (and not counted for a rule that no longer exists) */
         eb_target_info now;
@@ -1625,8 +1626,12 @@ static void start(eb_deliver *d, job *j, lane *l)
     if ((l->kind == K_FUNC_URL || l->kind == K_APIDEST) && l->breaker_open) {
         int64_t now = mono_ms();
         if (now < l->probe_at_ms) {
-            complete(d, j, OUT_RETRY, "CONNECTION_FAILURE",
-                     "the target refused its recent connections (circuit open: not tried)");
+            compl *c = compl_new(j, OUT_RETRY, "CONNECTION_FAILURE", "%s",
+                                 "the target refused its recent connections (circuit open: not tried)");
+            if (c) {
+                c->not_tried = 1;
+                post(d, c);
+            }
             return;
         }
         l->probe_at_ms = now + BREAKER_PROBE_MS; /* this attempt is the probe */
