@@ -391,7 +391,14 @@ static int load_doc(void *ctx, const char *key, const char *doc, size_t len)
     load_ctx *lc = ctx;
     char account[256], region[256], name[256];
     json_t *d = json_loadb(doc, len, 0, NULL);
-    if (split_key(key, account, region, name, sizeof name) || !json_is_object(d) || !sget(d, "Arn")) {
+    static const char *const conn_need[] = {"Name", "Arn", "State", "AuthorizationType"};
+    static const char *const dest_need[] = {"Name", "Arn", "ConnectionArn", "InvocationEndpoint", "HttpMethod"};
+    const char *const *need = lc->dests ? dest_need : conn_need;
+    size_t nneed = lc->dests ? sizeof dest_need / sizeof *dest_need : sizeof conn_need / sizeof *conn_need;
+    int bad = split_key(key, account, region, name, sizeof name) || !json_is_object(d);
+    for (size_t i = 0; !bad && i < nneed; i++)
+        bad = !sget(d, need[i]);
+    if (bad) {
         eb_log(EB_LOG_ERROR, "store: unreadable connection/api-destination document skipped", "kind=%s key=%s",
                lc->dests ? "apidest" : "connection", key);
         json_decref(d);

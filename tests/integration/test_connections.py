@@ -233,6 +233,15 @@ def t_connection_errors(c, x):
           "'authParameters.basicAuthParameters.password' failed to satisfy constraint: Member must satisfy "
           "regular expression pattern: ^[ \\t]*[^\\x00-\\x1F:\\x7F]+([ \\t]+[^\\x00-\\x1F:\\x7F]+)*[ \\t]*$"),
          "a bad Password: ValidationException naming the member, not its value")
+    hp = [{"Key": "k%d" % i, "Value": SECRETS["raw-pass"], "IsValueSecret": True} for i in range(101)]
+    st, b = raw(url, "CreateConnection", {"Name": "x2", "AuthorizationType": "API_KEY", "AuthParameters": {
+        "ApiKeyAuthParameters": {"ApiKeyName": "k", "ApiKeyValue": SECRETS["raw-pass"]},
+        "InvocationHttpParameters": {"HeaderParameters": hp}}})
+    c.ok(st == 400 and (b or {}).get("message", "").startswith("1 validation error detected: Value '[") and
+         (b or {}).get("message", "").endswith("' at 'authParameters.invocationHttpParameters.headerParameters' "
+                                               "failed to satisfy constraint: Member must have length less than "
+                                               "or equal to 100"),
+         "101 HeaderParameters: ValidationException (the echoed list redacts the values)", repr((st, b))[:300])
     st, b = raw(url, "ListConnections", {"ConnectionState": "SLEEPING", "Limit": 0})
     c.eq((st, (b or {}).get("__type"), (b or {}).get("message")),
          (400, "ValidationException", "2 validation errors detected: Value 'SLEEPING' at 'connectionState' failed "

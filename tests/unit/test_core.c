@@ -396,7 +396,12 @@ static void test_connections_delivery(void)
     json_decref(o);
     CHECK(eb_core_connection_set_state(c, carn, NULL, "DEAUTHORIZED", "the token endpoint answered 401") == 0);
 
-    /* reopen: the state and reason were stored; deauthorize drops the credentials */
+    /* reopen: the state and reason were stored; deauthorize drops the credentials;
+     * documents missing members are skipped, not trusted */
+    static const char bad[] = "{\"Name\":\"bad\",\"Arn\":\"x\"}";
+    CHECK(eb_store_doc_put(s, "apidest", "123456789012/ap-south-1/bad", bad, sizeof bad - 1) == 0);
+    CHECK(eb_store_doc_put(s, "connection", "123456789012/ap-south-1/bad", bad, sizeof bad - 1) == 0);
+    CHECK(eb_store_doc_put(s, "connection", "no-slashes", bad, sizeof bad - 1) == 0);
     eb_core_close(c);
     c = eb_core_open(&cc, s, err, sizeof err);
     CHECK(c != NULL);
@@ -406,6 +411,8 @@ static void test_connections_delivery(void)
     CHECK(o && !strcmp(json_string_value(json_object_get(o, "ConnectionState")), "DEAUTHORIZED"));
     CHECK(o && !strcmp(json_string_value(json_object_get(o, "StateReason")), "the token endpoint answered 401"));
     json_decref(o);
+    CHECK(err_is(c, &AP, "DescribeApiDestination", "{\"Name\":\"bad\"}", "ResourceNotFoundException", NULL));
+    CHECK(err_is(c, &AP, "DescribeConnection", "{\"Name\":\"bad\"}", "ResourceNotFoundException", NULL));
     CHECK(ok(c, &AP, "DeauthorizeConnection", "{\"Name\":\"oc\"}"));
     CHECK(eb_core_apidest_lookup(c, darn, &in) == 0);
     CHECK_STR(in.conn_state, "DEAUTHORIZED");
