@@ -33,6 +33,7 @@
  * Times are integer milliseconds in the docs, epoch seconds on the wire. */
 #define _GNU_SOURCE
 #include "connections.h"
+#include "page.h"
 
 #include "../util/util.h"
 
@@ -727,70 +728,6 @@ static void set_authorized(json_t *doc, const creg *r, const eb_conns *cs, const
         json_object_set_new(doc, "SecretArn", new_secret_arn(cs, r, name));
 }
 
-/* ---- pagination ---------------------------------------------------------------------------- */
-/* NextToken = lower-case hex of the last name returned (as core.c's lists). */
-typedef struct {
-    char after[256];
-    int has_after;
-    size_t limit;
-    const char *prefix;
-} page;
-
-static int page_init(const json_t *req, page *pg, eb_core_error *e)
-{
-    memset(pg, 0, sizeof *pg);
-    pg->limit = 100;
-    const json_t *l = json_object_get(req, "Limit");
-    if (json_is_integer(l) && json_integer_value(l) > 0)
-        pg->limit = (size_t)json_integer_value(l);
-    pg->prefix = sget(req, "NamePrefix");
-    const char *tok = sget(req, "NextToken");
-    if (!tok)
-        return 0;
-    size_t len = strlen(tok);
-    int bad = len % 2 || len == 0 || len / 2 >= sizeof pg->after;
-    for (size_t i = 0; !bad && i < len; i += 2) {
-        int hi = eb_hexval((unsigned char)tok[i]), lo = eb_hexval((unsigned char)tok[i + 1]);
-        bad = hi < 0 || lo < 0 || (hi | lo) == 0 || (tok[i] >= 'A' && tok[i] <= 'F') ||
-              (tok[i + 1] >= 'A' && tok[i + 1] <= 'F');
-        if (!bad)
-            pg->after[i / 2] = (char)(hi << 4 | lo);
-    }
-    if (bad) {
-        fail(e, "ValidationException", "The NextToken provided is not valid.");
-        return -1;
-    }
-    pg->after[len / 2] = 0;
-    pg->has_after = 1;
-    return 0;
-}
-
-static int page_wants(const page *pg, const char *name)
-{
-    if (pg->prefix && strncmp(name, pg->prefix, strlen(pg->prefix)))
-        return 0;
-    return !pg->has_after || strcmp(name, pg->after) > 0;
-}
-
-/* The page holds its Limit: set NextToken (the last name returned); 1 = stop. */
-static int page_full(const page *pg, const json_t *list, json_t *o, const char *last)
-{
-    if (json_array_size(list) < pg->limit)
-        return 0;
-    static const char hex[] = "0123456789abcdef";
-    char tok[2 * 256 + 1];
-    size_t n = strlen(last);
-    if (n > 256)
-        n = 256;
-    for (size_t i = 0; i < n; i++) {
-        tok[2 * i] = hex[(unsigned char)last[i] >> 4];
-        tok[2 * i + 1] = hex[(unsigned char)last[i] & 15];
-    }
-    tok[2 * n] = 0;
-    json_object_set_new(o, "NextToken", json_string(tok));
-    return 1;
-}
-
 /* ---- connection operations ----------------------------------------------------------------- */
 static json_t *op_create_connection(eb_conns *cs, const eb_caller *who, json_t *req, eb_core_error *e)
 {
@@ -861,8 +798,8 @@ static json_t *op_describe_connection(eb_conns *cs, const eb_caller *who, json_t
 
 static json_t *op_list_connections(eb_conns *cs, const eb_caller *who, json_t *req, eb_core_error *e)
 {
-    page pg;
-    if (page_init(req, &pg, e))
+    eb_page pg;
+    if (eb_page_init(req, "NamePrefix", &pg, e))
         return NULL;
     const char *state = sget(req, "ConnectionState");
     json_t *list = json_array();
@@ -871,9 +808,9 @@ static json_t *op_list_connections(eb_conns *cs, const eb_caller *who, json_t *r
     const char *last = NULL;
     for (size_t i = 0; r && i < r->conns.n; i++) {
         const item *it = &r->conns.v[i];
-        if (!page_wants(&pg, it->name) || (state && strcmp(state, sget(it->doc, "State"))))
+        if (!eb_page_wants(&pg, it->name) || (state && strcmp(state, sget(it->doc, "State"))))
             continue;
-        if (page_full(&pg, list, o, last))
+        if (eb_page_full(&pg, list, o, last))
             break;
         json_array_append_new(list, conn_view(it->doc, 0));
         last = it->name;
@@ -1130,8 +1067,8 @@ static json_t *op_describe_api_destination(eb_conns *cs, const eb_caller *who, j
 
 static json_t *op_list_api_destinations(eb_conns *cs, const eb_caller *who, json_t *req, eb_core_error *e)
 {
-    page pg;
-    if (page_init(req, &pg, e))
+    eb_page pg;
+    if (eb_page_init(req, "NamePrefix", &pg, e))
         return NULL;
     const char *conn = sget(req, "ConnectionArn");
     json_t *list = json_array();
@@ -1140,9 +1077,9 @@ static json_t *op_list_api_destinations(eb_conns *cs, const eb_caller *who, json
     const char *last = NULL;
     for (size_t i = 0; r && i < r->dests.n; i++) {
         const item *it = &r->dests.v[i];
-        if (!page_wants(&pg, it->name) || (conn && strcmp(conn, sget(it->doc, "ConnectionArn"))))
+        if (!eb_page_wants(&pg, it->name) || (conn && strcmp(conn, sget(it->doc, "ConnectionArn"))))
             continue;
-        if (page_full(&pg, list, o, last))
+        if (eb_page_full(&pg, list, o, last))
             break;
         json_array_append_new(list, dest_view(cs, it->doc, 0));
         last = it->name;

@@ -8,6 +8,7 @@
 #include "../deliver/transform.h" /* pure: input-mode validation shared with delivery */
 #include "../util/util.h"
 #include "connections.h"
+#include "page.h"
 #include "schedule.h"
 
 #include <ebridge/pattern.h>
@@ -583,88 +584,6 @@ void eb_core_close(eb_core *c)
     free(c);
 }
 
-/* ---- pagination ------------------------------------------------------------------------- */
-/* NextToken = hex of the last name returned. */
-static int token_decode(const char *tok, char *out, size_t n)
-{
-    size_t len = strlen(tok);
-    if (len % 2 || len / 2 >= n)
-        return -1;
-    for (size_t i = 0; i < len; i += 2) {
-        /* tokens are written in lower case (token_encode); nothing else is one */
-        int hi = eb_hexval((unsigned char)tok[i]), lo = eb_hexval((unsigned char)tok[i + 1]);
-        if (hi < 0 || lo < 0 || (hi | lo) == 0 || (tok[i] >= 'A' && tok[i] <= 'F') ||
-            (tok[i + 1] >= 'A' && tok[i + 1] <= 'F'))
-            return -1;
-        out[i / 2] = (char)(hi << 4 | lo);
-    }
-    out[len / 2] = 0;
-    return 0;
-}
-
-static json_t *token_encode(const char *name)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t n = strlen(name);
-    char *t = malloc(2 * n + 1);
-    if (!t)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        t[2 * i] = hex[(unsigned char)name[i] >> 4];
-        t[2 * i + 1] = hex[(unsigned char)name[i] & 15];
-    }
-    t[2 * n] = 0;
-    json_t *j = json_string(t);
-    free(t);
-    return j;
-}
-
-typedef struct {
-    char after[2048];
-    int has_after;
-    size_t limit;
-    const char *prefix;
-} page;
-
-static int page_init(const json_t *req, const char *prefix_member, page *pg, eb_core_error *e)
-{
-    memset(pg, 0, sizeof *pg);
-    pg->limit = 100;
-    const json_t *l = json_object_get(req, "Limit");
-    if (json_is_integer(l))
-        pg->limit = (size_t)json_integer_value(l);
-    pg->prefix = prefix_member ? sget(req, prefix_member) : NULL;
-    const char *tok = sget(req, "NextToken");
-    if (tok) {
-        if (token_decode(tok, pg->after, sizeof pg->after)) {
-            fail(e, "ValidationException", "The NextToken provided is not valid.");
-            return -1;
-        }
-        pg->has_after = 1;
-    }
-    return 0;
-}
-
-/* Does `name` belong on this page (prefix, after the token)? */
-static int page_wants(const page *pg, const char *name)
-{
-    if (pg->prefix && strncmp(name, pg->prefix, strlen(pg->prefix)))
-        return 0;
-    if (pg->has_after && strcmp(name, pg->after) <= 0)
-        return 0;
-    return 1;
-}
-
-/* The page already holds its Limit of items: NextToken names the last one
- * returned, and the listing stops. */
-static int page_full(const page *pg, const json_t *list, json_t *o, const char *last)
-{
-    if (json_array_size(list) < pg->limit)
-        return 0;
-    json_object_set_new(o, "NextToken", token_encode(last));
-    return 1;
-}
-
 /* ---- tags -------------------------------------------------------------------------------- */
 static int tags_check(const json_t *tags, eb_core_error *e)
 {
@@ -816,8 +735,8 @@ static json_t *op_describe_event_bus(eb_core *c, const eb_caller *who, json_t *r
 
 static json_t *op_list_event_buses(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
 {
-    page pg;
-    if (page_init(req, "NamePrefix", &pg, e))
+    eb_page pg;
+    if (eb_page_init(req, "NamePrefix", &pg, e))
         return NULL;
     region *r = region_get(c, who, e);
     if (!r)
@@ -826,9 +745,9 @@ static json_t *op_list_event_buses(eb_core *c, const eb_caller *who, json_t *req
     json_t *o = json_pack("{s:o}", "EventBuses", list);
     const char *last = NULL;
     for (size_t i = 0; i < r->nbuses; i++) {
-        if (!page_wants(&pg, r->buses[i]->name))
+        if (!eb_page_wants(&pg, r->buses[i]->name))
             continue;
-        if (page_full(&pg, list, o, last))
+        if (eb_page_full(&pg, list, o, last))
             break;
         json_array_append_new(list, bus_view(r->buses[i], 0));
         last = r->buses[i]->name;
@@ -1000,8 +919,8 @@ static json_t *op_describe_rule(eb_core *c, const eb_caller *who, json_t *req, e
 
 static json_t *op_list_rules(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
 {
-    page pg;
-    if (page_init(req, "NamePrefix", &pg, e))
+    eb_page pg;
+    if (eb_page_init(req, "NamePrefix", &pg, e))
         return NULL;
     bus *b = bus_for_rules(c, who, req, e);
     if (!b)
@@ -1010,9 +929,9 @@ static json_t *op_list_rules(eb_core *c, const eb_caller *who, json_t *req, eb_c
     json_t *o = json_pack("{s:o}", "Rules", list);
     const char *last = NULL;
     for (size_t i = 0; i < b->nrules; i++) {
-        if (!page_wants(&pg, b->rules[i]->name))
+        if (!eb_page_wants(&pg, b->rules[i]->name))
             continue;
-        if (page_full(&pg, list, o, last))
+        if (eb_page_full(&pg, list, o, last))
             break;
         json_array_append_new(list, rule_view(b->rules[i], 0));
         last = b->rules[i]->name;
@@ -1070,8 +989,8 @@ static json_t *op_delete_rule(eb_core *c, const eb_caller *who, json_t *req, eb_
 
 static json_t *op_list_rule_names_by_target(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
 {
-    page pg;
-    if (page_init(req, NULL, &pg, e))
+    eb_page pg;
+    if (eb_page_init(req, NULL, &pg, e))
         return NULL;
     bus *b = bus_for_rules(c, who, req, e);
     if (!b)
@@ -1082,7 +1001,7 @@ static json_t *op_list_rule_names_by_target(eb_core *c, const eb_caller *who, js
     const char *last = NULL;
     for (size_t i = 0; i < b->nrules; i++) {
         rule *ru = b->rules[i];
-        if (!page_wants(&pg, ru->name))
+        if (!eb_page_wants(&pg, ru->name))
             continue;
         int has = 0;
         size_t k;
@@ -1090,7 +1009,7 @@ static json_t *op_list_rule_names_by_target(eb_core *c, const eb_caller *who, js
         json_array_foreach(json_object_get(ru->doc, "Targets"), k, t) has |= !strcmp(sget(t, "Arn"), arn);
         if (!has)
             continue;
-        if (page_full(&pg, list, o, last))
+        if (eb_page_full(&pg, list, o, last))
             break;
         json_array_append_new(list, json_string(ru->name));
         last = ru->name;
@@ -1277,8 +1196,8 @@ static json_t *op_remove_targets(eb_core *c, const eb_caller *who, json_t *req, 
 
 static json_t *op_list_targets_by_rule(eb_core *c, const eb_caller *who, json_t *req, eb_core_error *e)
 {
-    page pg;
-    if (page_init(req, NULL, &pg, e))
+    eb_page pg;
+    if (eb_page_init(req, NULL, &pg, e))
         return NULL;
     rule *ru = rule_for_targets(c, who, req, e);
     if (!ru)
@@ -1303,9 +1222,9 @@ static json_t *op_list_targets_by_rule(eb_core *c, const eb_caller *who, json_t 
     const char *last = NULL;
     for (size_t i = 0; i < n; i++) {
         const char *id = sget(sorted[i], "Id");
-        if (!page_wants(&pg, id))
+        if (!eb_page_wants(&pg, id))
             continue;
-        if (page_full(&pg, list, o, last))
+        if (eb_page_full(&pg, list, o, last))
             break;
         json_array_append(list, (json_t *)sorted[i]);
         last = id;
