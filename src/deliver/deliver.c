@@ -500,6 +500,32 @@ static lane *lane_get(eb_deliver *d, const char *key, int kind, unsigned max)
     return l;
 }
 
+/* A lane's queue: jobs waiting for room (FIFO; a parked attempt goes back to
+ * the front). */
+static job *lane_pop(lane *l)
+{
+    job *j = l->qhead;
+    l->qhead = j->qnext;
+    if (!l->qhead)
+        l->qtail = NULL;
+    l->qlen--;
+    j->qnext = NULL;
+    return j;
+}
+
+/* An attempt in flight goes back to the front of its lane's queue. */
+static void lane_requeue_front(lane *l, job *j)
+{
+    if (l->inflight)
+        l->inflight--;
+    j->state = J_QUEUED;
+    j->qnext = l->qhead;
+    l->qhead = j;
+    if (!l->qtail)
+        l->qtail = j;
+    l->qlen++;
+}
+
 /* ---- the inbox ---------------------------------------------------------------------------- */
 
 static void post(eb_deliver *d, compl *c)
@@ -1306,20 +1332,10 @@ static void start_apidest(eb_deliver *d, job *j, lane *l, const char *payload, s
     int oauth = info.auth_type && !strcmp(info.auth_type, "OAUTH_CLIENT_CREDENTIALS");
     if (oauth && !l->token) {
         /* park: the job goes back to the front of the lane once a token is there */
-        if (l->inflight)
-            l->inflight--;
-        j->state = J_QUEUED;
-        j->qnext = l->qhead;
-        l->qhead = j;
-        if (!l->qtail)
-            l->qtail = j;
-        l->qlen++;
+        lane_requeue_front(l, j);
         if (!l->fetching && token_fetch(d, l, &info)) {
             /* cannot even ask: this attempt fails (retried with backoff) */
-            l->qhead = j->qnext;
-            if (!l->qhead)
-                l->qtail = NULL;
-            l->qlen--;
+            lane_pop(l);
             l->inflight++;
             j->state = J_INFLIGHT;
             complete(d, j, OUT_RETRY, "NO_PERMISSIONS", "no OAuth token endpoint to ask");
@@ -1576,11 +1592,7 @@ static void token_done(eb_deliver *d, compl *c)
     eb_log(EB_LOG_WARN, "deliver: OAuth token fetch failed", "lane=\"%s\" err=\"%s\"", l->key, c->msg);
     /* the waiting jobs fail this attempt (retried with backoff) */
     while (l->qhead) {
-        job *j = l->qhead;
-        l->qhead = j->qnext;
-        if (!l->qhead)
-            l->qtail = NULL;
-        l->qlen--;
+        job *j = lane_pop(l);
         j->state = J_INFLIGHT;
         j->lane = NULL;
         compl o = {.j = j, .cls = OUT_RETRY};
@@ -1766,13 +1778,7 @@ static void lane_pump(eb_deliver *d, lane *l)
             }
             l->tokens -= 1.0;
         }
-        job *j = l->qhead;
-        l->qhead = j->qnext;
-        if (!l->qhead)
-            l->qtail = NULL;
-        l->qlen--;
-        j->qnext = NULL;
-        start(d, j, l);
+        start(d, lane_pop(l), l);
     }
 }
 
@@ -2137,14 +2143,7 @@ static void *dispatcher_main(void *arg)
                     if (!c->j->refreshed) {
                         job *j = c->j;
                         j->refreshed = 1;
-                        if (l->inflight)
-                            l->inflight--;
-                        j->state = J_QUEUED;
-                        j->qnext = l->qhead;
-                        l->qhead = j;
-                        if (!l->qtail)
-                            l->qtail = j;
-                        l->qlen++;
+                        lane_requeue_front(l, j);
                         count(d, EB_M_INVOCATION_ATTEMPTS, j, 1);
                         lane_pump(d, l);
                         free(c->token);
