@@ -499,20 +499,16 @@ static void *loop(void *arg) {
 
 /* ---- life cycle ------------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *msg) {
-    if (err && errlen)
-        snprintf(err, errlen, "%s", msg);
-}
 
 eb_httpc *eb_httpc_new_opts(const eb_httpc_opts *opts, char *err, size_t errlen) {
     pthread_once(&global_once, global_init);
     if (global_rc != CURLE_OK) {
-        set_err(err, errlen, "curl_global_init failed");
+        eb_set_err(err, errlen, "curl_global_init failed");
         return NULL;
     }
     eb_httpc *c = calloc(1, sizeof *c);
     if (!c) {
-        set_err(err, errlen, "out of memory");
+        eb_set_err(err, errlen, "out of memory");
         return NULL;
     }
     long per_host = opts && opts->max_host_connections > 0 ? opts->max_host_connections : DEFAULT_HOST_CONNS;
@@ -520,7 +516,7 @@ eb_httpc *eb_httpc_new_opts(const eb_httpc_opts *opts, char *err, size_t errlen)
     c->use_env_proxy = opts && opts->use_env_proxy;
     c->multi = curl_multi_init();
     if (!c->multi) {
-        set_err(err, errlen, "curl_multi_init failed");
+        eb_set_err(err, errlen, "curl_multi_init failed");
         free(c);
         return NULL;
     }
@@ -540,7 +536,7 @@ eb_httpc *eb_httpc_new_opts(const eb_httpc_opts *opts, char *err, size_t errlen)
     int rc = pthread_create(&c->thread, NULL, loop, c);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
-        set_err(err, errlen, "cannot start the HTTP client thread");
+        eb_set_err(err, errlen, "cannot start the HTTP client thread");
         curl_multi_cleanup(c->multi);
         pthread_mutex_destroy(&c->mu);
         free(c);

@@ -490,20 +490,16 @@ static void *reactor(void *arg) {
 
 /* ---- life cycle ------------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *msg) {
-    if (err && errlen)
-        snprintf(err, errlen, "%s", msg);
-}
 
 eb_procs *eb_procs_new(char *err, size_t errlen) {
     eb_procs *p = calloc(1, sizeof *p);
     if (!p) {
-        set_err(err, errlen, "out of memory");
+        eb_set_err(err, errlen, "out of memory");
         return NULL;
     }
     p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->wake_fd < 0) {
-        set_err(err, errlen, "eventfd failed");
+        eb_set_err(err, errlen, "eventfd failed");
         free(p);
         return NULL;
     }
@@ -514,7 +510,7 @@ eb_procs *eb_procs_new(char *err, size_t errlen) {
     int rc = pthread_create(&p->thread, NULL, reactor, p);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
-        set_err(err, errlen, "cannot start the process reactor thread");
+        eb_set_err(err, errlen, "cannot start the process reactor thread");
         close(p->wake_fd);
         pthread_mutex_destroy(&p->mu);
         free(p);

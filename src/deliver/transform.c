@@ -23,15 +23,6 @@
 
 #define BAD ((size_t)-1)
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Undo appends made since `start` (the eb_buf contract keeps p NUL-terminated). */
 static void buf_truncate(eb_buf *b, size_t start)
@@ -405,7 +396,7 @@ static int name_byte(unsigned char c)
 eb_jsonpath *eb_jsonpath_compile(const char *path, size_t len, char *err, size_t errlen)
 {
     if (!path || len == 0 || path[0] != '$') {
-        seterr(err, errlen, "a JSON path must start with $");
+        eb_set_err(err, errlen, "a JSON path must start with $");
         return NULL;
     }
     size_t cap = len / 2 + 1;
@@ -414,14 +405,14 @@ eb_jsonpath *eb_jsonpath_compile(const char *path, size_t len, char *err, size_t
     eb_jsonpath *jp = calloc(1, sizeof *jp + cap * sizeof(jp_step));
     if (!jp || !(jp->text = malloc(len + 1))) {
         free(jp);
-        seterr(err, errlen, "out of memory");
+        eb_set_err(err, errlen, "out of memory");
         return NULL;
     }
     memcpy(jp->text, path, len);
     jp->text[len] = 0;
     for (size_t i = 1; i < len;) {
         if (jp->nsteps == cap) {
-            seterr(err, errlen, "a JSON path may have at most %d steps", EB_JSONPATH_MAX_STEPS);
+            eb_set_err(err, errlen, "a JSON path may have at most %d steps", EB_JSONPATH_MAX_STEPS);
             goto fail;
         }
         jp_step *st = &jp->steps[jp->nsteps];
@@ -435,7 +426,7 @@ eb_jsonpath *eb_jsonpath_compile(const char *path, size_t len, char *err, size_t
                 while (i < len && name_byte((unsigned char)path[i]))
                     i++;
                 if (i == b) {
-                    seterr(err, errlen, "a member name is expected at offset %zu of the JSON path", b);
+                    eb_set_err(err, errlen, "a member name is expected at offset %zu of the JSON path", b);
                     goto fail;
                 }
                 st->kind = JP_NAME;
@@ -451,7 +442,7 @@ eb_jsonpath *eb_jsonpath_compile(const char *path, size_t len, char *err, size_t
                 const char *q = memchr(path + i + 1, path[i], len - i - 1);
                 size_t e = q ? (size_t)(q - path) : len;
                 if (e + 1 >= len || path[e + 1] != ']') {
-                    seterr(err, errlen, "unterminated bracketed name at offset %zu of the JSON path", i);
+                    eb_set_err(err, errlen, "unterminated bracketed name at offset %zu of the JSON path", i);
                     goto fail;
                 }
                 st->kind = JP_NAME;
@@ -471,7 +462,7 @@ eb_jsonpath *eb_jsonpath_compile(const char *path, size_t len, char *err, size_t
                     digits++;
                 }
                 if (!digits || i >= len || path[i] != ']') {
-                    seterr(err, errlen, "an array index, * or a quoted name is expected at offset %zu of the JSON path",
+                    eb_set_err(err, errlen, "an array index, * or a quoted name is expected at offset %zu of the JSON path",
                            b);
                     goto fail;
                 }
@@ -480,7 +471,7 @@ eb_jsonpath *eb_jsonpath_compile(const char *path, size_t len, char *err, size_t
                 st->index = neg ? -v : v;
             }
         } else {
-            seterr(err, errlen, "unexpected character at offset %zu of the JSON path", i);
+            eb_set_err(err, errlen, "unexpected character at offset %zu of the JSON path", i);
             goto fail;
         }
         if (st->kind == JP_WILD)
@@ -752,12 +743,12 @@ eb_template *eb_template_parse(const char *tpl, size_t len, const char *const *n
         if (q) {
             size_t v = lookup_var(tpl + i + 1, q - i - 1, names, nnames);
             if (v == LITERAL) {
-                seterr(err, errlen, "InputTemplate for target %s contains invalid placeholder %.*s.", id,
+                eb_set_err(err, errlen, "InputTemplate for target %s contains invalid placeholder %.*s.", id,
                        (int)(q - i - 1), tpl + i + 1);
                 goto fail;
             }
             if (!t->json && (v == nnames + EB_TPL_EVENT || v == nnames + EB_TPL_EVENT_JSON)) {
-                seterr(err, errlen, "InputTemplate for target %s contains placeholder %s valid only for JSON template.",
+                eb_set_err(err, errlen, "InputTemplate for target %s contains placeholder %s valid only for JSON template.",
                        id, PREDEF[v - nnames]);
                 goto fail;
             }
@@ -783,7 +774,7 @@ eb_template *eb_template_parse(const char *tpl, size_t len, const char *const *n
         goto oom;
     return t;
 oom:
-    seterr(err, errlen, "out of memory");
+    eb_set_err(err, errlen, "out of memory");
 fail:
     eb_template_free(t);
     return NULL;
@@ -862,11 +853,11 @@ static int compile_transformer(eb_input *in, const json_t *tr, const char *id, c
     const json_t *map = member(tr, "InputPathsMap");
     const json_t *tpl = member(tr, "InputTemplate");
     if (!json_is_object(tr) || (map && !json_is_object(map))) {
-        seterr(err, errlen, "InputTransformer for target %s is not valid.", id);
+        eb_set_err(err, errlen, "InputTransformer for target %s is not valid.", id);
         return -1;
     }
     if (!json_is_string(tpl)) {
-        seterr(err, errlen, "InputTemplate for target %s is missing.", id);
+        eb_set_err(err, errlen, "InputTemplate for target %s is missing.", id);
         return -1;
     }
     size_t n = json_object_size(map);
@@ -874,7 +865,7 @@ static int compile_transformer(eb_input *in, const json_t *tr, const char *id, c
     in->paths = calloc(n ? n : 1, sizeof *in->paths);
     if (!names || !in->paths) {
         free(names);
-        seterr(err, errlen, "out of memory");
+        eb_set_err(err, errlen, "out of memory");
         return -1;
     }
     const char *k;
@@ -882,14 +873,14 @@ static int compile_transformer(eb_input *in, const json_t *tr, const char *id, c
     json_object_foreach((json_t *)map, k, v) {
         names[in->nnames] = k;
         if (!strncmp(k, "AWS.", 4) || predef_index(k, strlen(k)) >= 0) {
-            seterr(err, errlen, "InputPathsMap for target %s uses the reserved name %s.", id, k);
+            eb_set_err(err, errlen, "InputPathsMap for target %s uses the reserved name %s.", id, k);
             goto fail;
         }
         char why[128];
         in->paths[in->nnames] =
             json_is_string(v) ? eb_jsonpath_compile(json_string_value(v), json_string_length(v), why, sizeof why) : NULL;
         if (!in->paths[in->nnames]) {
-            seterr(err, errlen, "InputPathsMap for target %s has an invalid JSON path for %s.", id, k);
+            eb_set_err(err, errlen, "InputPathsMap for target %s has an invalid JSON path for %s.", id, k);
             goto fail;
         }
         in->nnames++;
@@ -910,12 +901,12 @@ eb_input *eb_input_compile(const json_t *target, char *err, size_t errlen)
     const json_t *input = member(target, "Input"), *path = member(target, "InputPath"),
                  *tr = member(target, "InputTransformer");
     if (!!input + !!path + !!tr > 1) {
-        seterr(err, errlen, "Only one of Input, InputPath, or InputTransformer must be provided for target %s.", id);
+        eb_set_err(err, errlen, "Only one of Input, InputPath, or InputTransformer must be provided for target %s.", id);
         return NULL;
     }
     eb_input *in = calloc(1, sizeof *in);
     if (!in) {
-        seterr(err, errlen, "out of memory");
+        eb_set_err(err, errlen, "out of memory");
         return NULL;
     }
     if (input) {
@@ -923,11 +914,11 @@ eb_input *eb_input_compile(const json_t *target, char *err, size_t errlen)
         const char *s = json_string_value(input);
         size_t n = json_string_length(input);
         if (!s || eb_json_check(s, n, EB_DEFAULT_MAX_DEPTH, NULL) != EB_OK) {
-            seterr(err, errlen, "Input for target %s is not a valid JSON text.", id);
+            eb_set_err(err, errlen, "Input for target %s is not a valid JSON text.", id);
             goto fail;
         }
         if (!(in->text = malloc(n + 1))) {
-            seterr(err, errlen, "out of memory");
+            eb_set_err(err, errlen, "out of memory");
             goto fail;
         }
         memcpy(in->text, s, n);
@@ -940,7 +931,7 @@ eb_input *eb_input_compile(const json_t *target, char *err, size_t errlen)
                                                                sizeof why)
                                         : NULL;
         if (!in->path) {
-            seterr(err, errlen, "InputPath for target %s is not a valid JSON path.", id);
+            eb_set_err(err, errlen, "InputPath for target %s is not a valid JSON path.", id);
             goto fail;
         }
     } else if (tr) {
@@ -1022,7 +1013,7 @@ static int render_template(const eb_input *in, const eb_input_ctx *ctx, eb_buf *
     eb_buf scratch = {0};
     int rc = EB_INPUT_ERR;
     if (!vals || !scratch_off) {
-        seterr(why, whylen, "out of memory");
+        eb_set_err(why, whylen, "out of memory");
         goto done;
     }
     for (size_t v = 0; v < nv; v++) {
@@ -1060,7 +1051,7 @@ static int render_template(const eb_input *in, const eb_input_ctx *ctx, eb_buf *
                 scratch_off[v] = at;
         }
         if (r < 0) {
-            seterr(why, whylen, "the event is malformed or memory ran out");
+            eb_set_err(why, whylen, "the event is malformed or memory ran out");
             goto done;
         }
         if (r == 0) /* nothing selected */
@@ -1074,9 +1065,9 @@ static int render_template(const eb_input *in, const eb_input_ctx *ctx, eb_buf *
             vals[v].json = scratch.p + scratch_off[v];
     rc = eb_template_render(in->tpl, vals, out);
     if (rc == EB_INPUT_SKIP)
-        seterr(why, whylen, "the transformed input is not valid JSON");
+        eb_set_err(why, whylen, "the transformed input is not valid JSON");
     else if (rc == EB_INPUT_ERR)
-        seterr(why, whylen, "the transformed input is too large or memory ran out");
+        eb_set_err(why, whylen, "the transformed input is too large or memory ran out");
 done:
     free(vals);
     free(scratch_off);
@@ -1096,16 +1087,16 @@ int eb_input_render(const eb_input *in, const eb_input_ctx *ctx, eb_buf *out, ch
         int r = eb_jsonpath_eval(in->path, ctx->event, ctx->event_len, out);
         if (r > 0 && out->n - start > EB_INPUT_MAX_OUTPUT) {
             buf_truncate(out, start);
-            seterr(why, whylen, "the selected input is too large");
+            eb_set_err(why, whylen, "the selected input is too large");
             return EB_INPUT_ERR;
         }
         if (r > 0)
             return EB_INPUT_OK;
         if (r == 0) {
-            seterr(why, whylen, "InputPath selects nothing in the event");
+            eb_set_err(why, whylen, "InputPath selects nothing in the event");
             return EB_INPUT_SKIP;
         }
-        seterr(why, whylen, "the event is malformed or memory ran out");
+        eb_set_err(why, whylen, "the event is malformed or memory ran out");
         return EB_INPUT_ERR;
     }
     case MODE_TEMPLATE: return render_template(in, ctx, out, why, whylen);
@@ -1115,7 +1106,7 @@ int eb_input_render(const eb_input *in, const eb_input_ctx *ctx, eb_buf *out, ch
         return EB_INPUT_OK;
     }
     buf_truncate(out, start);
-    seterr(why, whylen, "out of memory");
+    eb_set_err(why, whylen, "out of memory");
     return EB_INPUT_ERR;
 }
 
@@ -1232,7 +1223,7 @@ done:
     if (ok)
         return 0;
     const char *id = json_string_value(json_object_get(target, "Id"));
-    seterr(err, errlen,
+    eb_set_err(err, errlen,
            "InputTemplate for target %s must be {\"timestamp\": <timestamp>, \"message\": <message>} "
            "for a CloudWatch Logs target.",
            id ? id : "");

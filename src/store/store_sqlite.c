@@ -249,16 +249,6 @@ typedef struct {
     size_t recs_cap;
 } sq_store;
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static size_t slen(const char *s)
 {
@@ -1428,7 +1418,7 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
     size_t n = strlen(dir);
     char *p = malloc(n + 1);
     if (!p) {
-        set_err(err, errlen, "out of memory");
+        eb_set_err(err, errlen, "out of memory");
         return -1;
     }
     memcpy(p, dir, n + 1);
@@ -1439,12 +1429,12 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
         p[i] = 0;
         if (mkdir(p, 0700) == 0) {
             if (chmod(p, 0700) != 0) {
-                set_err(err, errlen, "chmod %s: %s", p, strerror(errno));
+                eb_set_err(err, errlen, "chmod %s: %s", p, strerror(errno));
                 free(p);
                 return -1;
             }
         } else if (errno != EEXIST) {
-            set_err(err, errlen, "mkdir %s: %s", p, strerror(errno));
+            eb_set_err(err, errlen, "mkdir %s: %s", p, strerror(errno));
             free(p);
             return -1;
         }
@@ -1453,7 +1443,7 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
     free(p);
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        set_err(err, errlen, "%s: %s", dir, "not a directory");
+        eb_set_err(err, errlen, "%s: %s", dir, "not a directory");
         return -1;
     }
     if (st.st_mode & 077) /* an existing directory is left as it is */
@@ -1467,11 +1457,11 @@ static int create_file(const char *path, const char *dir, char *err, size_t errl
 {
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        set_err(err, errlen, "open %s: %s", path, strerror(errno));
+        eb_set_err(err, errlen, "open %s: %s", path, strerror(errno));
         return -1;
     }
     if (fchmod(fd, 0600) != 0) {
-        set_err(err, errlen, "chmod %s: %s", path, strerror(errno));
+        eb_set_err(err, errlen, "chmod %s: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
@@ -1495,7 +1485,7 @@ static int chmod_companions(const char *path, char *err, size_t errlen)
         memcpy(p, path, n);
         memcpy(p + n, sfx[i], strlen(sfx[i]) + 1);
         if (chmod(p, 0600) != 0 && errno != ENOENT) {
-            set_err(err, errlen, "chmod %s: %s", p, strerror(errno));
+            eb_set_err(err, errlen, "chmod %s: %s", p, strerror(errno));
             free(p);
             return -1;
         }
@@ -1513,7 +1503,7 @@ static int pragma(sqlite3 *db, const char *sql, char *err, size_t errlen)
         if (rc == SQLITE_ROW && !strncmp(sql, "PRAGMA journal_mode", 19)) {
             const char *mode = (const char *)sqlite3_column_text(st, 0);
             if (!mode || strcmp(mode, "wal") != 0) {
-                set_err(err, errlen, "cannot use WAL journal mode (got %s)", mode ? mode : "?");
+                eb_set_err(err, errlen, "cannot use WAL journal mode (got %s)", mode ? mode : "?");
                 sqlite3_finalize(st);
                 return -1;
             }
@@ -1522,7 +1512,7 @@ static int pragma(sqlite3 *db, const char *sql, char *err, size_t errlen)
             rc = SQLITE_OK;
     }
     if (rc != SQLITE_OK)
-        set_err(err, errlen, "%s: %s", sql, sqlite3_errmsg(db));
+        eb_set_err(err, errlen, "%s: %s", sql, sqlite3_errmsg(db));
     sqlite3_finalize(st);
     return rc == SQLITE_OK ? 0 : -1;
 }
@@ -1560,11 +1550,11 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
     if (err && errlen)
         err[0] = 0;
     if (!sqlite3_threadsafe()) {
-        set_err(err, errlen, "SQLite was built without thread support");
+        eb_set_err(err, errlen, "SQLite was built without thread support");
         return NULL;
     }
     if (!dir || !*dir) {
-        set_err(err, errlen, "no data directory");
+        eb_set_err(err, errlen, "no data directory");
         return NULL;
     }
     if (make_dirs(dir, err, errlen))
@@ -1575,7 +1565,7 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
     if (!path || !s) {
         free(path);
         free(s);
-        set_err(err, errlen, "out of memory");
+        eb_set_err(err, errlen, "out of memory");
         return NULL;
     }
     memcpy(path, dir, dn);
@@ -1599,7 +1589,7 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
     /* page_size must be set before the database has content */
     int rc = sqlite3_open_v2(path, &s->wdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        set_err(err, errlen, "open %s: %s", path, s->wdb ? sqlite3_errmsg(s->wdb) : sqlite3_errstr(rc));
+        eb_set_err(err, errlen, "open %s: %s", path, s->wdb ? sqlite3_errmsg(s->wdb) : sqlite3_errstr(rc));
         goto fail;
     }
     char sql[64];
@@ -1612,31 +1602,31 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
     s->page_size = page_size ? (int)page_size : PAGE_SIZE;
     uint64_t version = 0;
     if (count(s->wdb, "PRAGMA user_version", &version) != SQLITE_OK) {
-        set_err(err, errlen, "%s: %s", path, sqlite3_errmsg(s->wdb));
+        eb_set_err(err, errlen, "%s: %s", path, sqlite3_errmsg(s->wdb));
         goto fail;
     }
     if (version > SCHEMA_VERSION) {
-        set_err(err, errlen, "%s: %s", path, "made by a newer ebridge (schema version too high)");
+        eb_set_err(err, errlen, "%s: %s", path, "made by a newer ebridge (schema version too high)");
         goto fail;
     }
     if (version < SCHEMA_VERSION) {
         if (exec(s->wdb, "BEGIN IMMEDIATE") != SQLITE_OK || (version == 1 && exec(s->wdb, MIGRATE_1_2) != SQLITE_OK) ||
             exec(s->wdb, SCHEMA) != SQLITE_OK || exec(s->wdb, "PRAGMA user_version=2") != SQLITE_OK ||
             exec(s->wdb, "COMMIT") != SQLITE_OK) {
-            set_err(err, errlen, "%s: cannot create the schema: %s", path, sqlite3_errmsg(s->wdb));
+            eb_set_err(err, errlen, "%s: cannot create the schema: %s", path, sqlite3_errmsg(s->wdb));
             goto fail;
         }
     }
     /* jobs_due(state, next_attempt_ms) of earlier databases: nothing reads it */
     if (exec(s->wdb, "DROP INDEX IF EXISTS jobs_due") != SQLITE_OK) {
-        set_err(err, errlen, "%s: %s", path, sqlite3_errmsg(s->wdb));
+        eb_set_err(err, errlen, "%s: %s", path, sqlite3_errmsg(s->wdb));
         goto fail;
     }
     if (chmod_companions(path, err, errlen))
         goto fail;
     rc = sqlite3_open_v2(path, &s->cdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        set_err(err, errlen, "open %s: %s", path, s->cdb ? sqlite3_errmsg(s->cdb) : sqlite3_errstr(rc));
+        eb_set_err(err, errlen, "open %s: %s", path, s->cdb ? sqlite3_errmsg(s->cdb) : sqlite3_errstr(rc));
         goto fail;
     }
     if (open_conn(s->cdb, csync, err, errlen))
@@ -1699,12 +1689,12 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
         prep(s->cdb, "DELETE FROM docs WHERE kind = ?1 AND key = ?2", &s->c_del) ||
         prep(s->cdb, "SELECT key, doc FROM docs WHERE kind = ?1 ORDER BY key", &s->c_scan) ||
         prep(s->cdb, "SELECT id, body, pending FROM events ORDER BY rowid", &s->c_evscan)) {
-        set_err(err, errlen, "%s: cannot prepare statements: %s", path, sqlite3_errmsg(s->wdb));
+        eb_set_err(err, errlen, "%s: cannot prepare statements: %s", path, sqlite3_errmsg(s->wdb));
         goto fail;
     }
     if (count(s->wdb, "SELECT count(*) FROM events", &s->n_events) != SQLITE_OK ||
         count(s->wdb, "SELECT count(*) FROM jobs", &s->n_jobs_pending) != SQLITE_OK) {
-        set_err(err, errlen, "%s: %s", path, sqlite3_errmsg(s->wdb));
+        eb_set_err(err, errlen, "%s: %s", path, sqlite3_errmsg(s->wdb));
         goto fail;
     }
 
@@ -1740,7 +1730,7 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
             err[0] = 0;
     }
     if (pthread_create(&s->committer, NULL, committer_main, s) != 0) {
-        set_err(err, errlen, "cannot start the committer thread");
+        eb_set_err(err, errlen, "cannot start the committer thread");
         stop_syncer(s);
         pthread_cond_destroy(&s->scv);
         pthread_cond_destroy(&s->sspace);

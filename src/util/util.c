@@ -340,3 +340,13 @@ int eb_ct_equal(const void *a, const void *b, size_t n)
         d |= (unsigned char)(x[i] ^ y[i]);
     return d == 0;
 }
+
+void eb_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}

@@ -49,6 +49,10 @@ uint64_t eb_mono_ns(void);
 /* `YYYY-MM-DDThh:mm:ssZ` for epoch seconds (UTC); out needs 21 bytes. */
 void eb_time_rfc3339(int64_t epoch_s, char out[21]);
 
+/* Format an error message into err[errlen] (nothing when err is NULL or
+ * errlen 0): the "char *err, size_t errlen" out-parameter of constructors. */
+void eb_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* The value of one hexadecimal digit (either case), or -1. */
 int eb_hexval(int c);
 
