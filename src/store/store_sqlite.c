@@ -233,6 +233,9 @@ typedef struct {
      * through wal_fd), then go to the job sink and their done callbacks, while
      * the committer writes the next transaction. */
     sqlite3_stmt *w_fin, *w_dec, *w_evdel, *w_retry, *w_dead;
+    sqlite3_stmt *w_fin_run, *w_dec_run, *w_evdel_run; /* the same over a run of consecutive ids */
+    int64_t *run_ids;                                    /* committer scratch: w_fin_run's answers */
+    size_t run_cap;
     int wal_fd; /* -1: SQLite syncs each commit itself (synchronous=FULL) */
     pthread_t syncer;
     int have_syncer;
@@ -890,6 +893,83 @@ static int sq_job_update(eb_store *s_, const eb_job_update *u, size_t n, eb_stor
 
 /* ---- the committer -------------------------------------------------------------------- */
 
+/* The event of a finished job: deleted at once when that was its last job
+ * (without retention), else its pending count goes down. */
+static int finish_event(sq_store *s, int64_t row, uint64_t *deleted)
+{
+    int rc, gone = 0;
+    if (!s->keep_all) {
+        if ((rc = sqlite3_bind_int64(s->w_evdel, 1, row)) != SQLITE_OK || (rc = step_reset(s->w_evdel)) != SQLITE_DONE)
+            return rc;
+        gone = sqlite3_changes(s->wdb) == 1;
+        *deleted += (uint64_t)gone;
+    }
+    if (!gone && ((rc = sqlite3_bind_int64(s->w_dec, 1, row)) != SQLITE_OK || (rc = step_reset(s->w_dec)) != SQLITE_DONE))
+        return rc;
+    return SQLITE_OK;
+}
+
+/* Finished outcomes usually come in order: consecutive job ids of consecutive
+ * events, one job each (one target per event). Such a run is finished with
+ * three range statements instead of two or three statements per job. */
+#define FINISH_RUN_MIN 4
+
+static size_t finish_run_len(const qupd *u, size_t n)
+{
+    size_t k = 0;
+    while (k < n && u[k].outcome == EB_JOB_FINISHED && !u[k].dlq &&
+           (k == 0 || (u[k].job_id == u[k - 1].job_id + 1 && u[k].event_row == u[k - 1].event_row + 1)))
+        k++;
+    return k;
+}
+
+static int finish_run(sq_store *s, const qupd *u, size_t n, uint64_t *finished, uint64_t *deleted)
+{
+    int64_t j0 = u[0].job_id, e0 = u[0].event_row, e1 = u[n - 1].event_row;
+    if (n > s->run_cap) {
+        int64_t *ni = realloc(s->run_ids, n * sizeof *ni);
+        if (!ni)
+            return SQLITE_NOMEM;
+        s->run_ids = ni;
+        s->run_cap = n;
+    }
+    sqlite3_stmt *st = s->w_fin_run;
+    int rc;
+    size_t got = 0;
+    if ((rc = sqlite3_bind_int64(st, 1, j0)) != SQLITE_OK || (rc = sqlite3_bind_int64(st, 2, u[n - 1].job_id)) != SQLITE_OK)
+        return rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (got < n) /* every id is in the run: at most n rows */
+            s->run_ids[got++] = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return rc;
+    *finished += got;
+    if (got != n) { /* some were finished before (handed over twice): only the others' events */
+        for (size_t k = 0; k < got; k++)
+            if ((rc = finish_event(s, e0 + (s->run_ids[k] - j0), deleted)) != SQLITE_OK)
+                return rc;
+        return SQLITE_OK;
+    }
+    /* one job of each event in [e0, e1] finished: delete those it was the last
+     * job of, count down the others (the only rows left in the range) */
+    if (!s->keep_all) {
+        st = s->w_evdel_run;
+        if ((rc = sqlite3_bind_int64(st, 1, e0)) != SQLITE_OK || (rc = sqlite3_bind_int64(st, 2, e1)) != SQLITE_OK ||
+            (rc = step_reset(st)) != SQLITE_DONE)
+            return rc;
+        int gone = sqlite3_changes(s->wdb);
+        *deleted += (uint64_t)gone;
+        if ((size_t)gone == n)
+            return SQLITE_OK;
+    }
+    st = s->w_dec_run;
+    if ((rc = sqlite3_bind_int64(st, 1, e0)) != SQLITE_OK || (rc = sqlite3_bind_int64(st, 2, e1)) != SQLITE_OK ||
+        (rc = step_reset(st)) != SQLITE_DONE)
+        return rc;
+    return SQLITE_OK;
+}
+
 /* Write every event/job of the batch in one transaction. */
 static int write_batch(sq_store *s, qappend *batch, size_t nev, uint64_t *finished, uint64_t *deleted)
 {
@@ -945,21 +1025,19 @@ static int write_batch(sq_store *s, qappend *batch, size_t nev, uint64_t *finish
                     goto fail;
                 continue;
             }
+            size_t run = finish_run_len(a->upd + i, a->nupd - i);
+            if (run >= FINISH_RUN_MIN) {
+                if ((rc = finish_run(s, a->upd + i, run, finished, deleted)) != SQLITE_OK)
+                    goto fail;
+                i += run - 1;
+                continue;
+            }
             if ((rc = sqlite3_bind_int64(s->w_fin, 1, u->job_id)) != SQLITE_OK || (rc = step_reset(s->w_fin)) != SQLITE_DONE)
                 goto fail;
             if (sqlite3_changes(db) != 1)
                 continue; /* already finished (a job handed over twice) */
             (*finished)++;
-            int gone = 0;
-            if (!s->keep_all) { /* its last job: the event goes at once */
-                if ((rc = sqlite3_bind_int64(s->w_evdel, 1, u->event_row)) != SQLITE_OK ||
-                    (rc = step_reset(s->w_evdel)) != SQLITE_DONE)
-                    goto fail;
-                gone = sqlite3_changes(db) == 1;
-                *deleted += (uint64_t)gone;
-            }
-            if (!gone && ((rc = sqlite3_bind_int64(s->w_dec, 1, u->event_row)) != SQLITE_OK ||
-                          (rc = step_reset(s->w_dec)) != SQLITE_DONE))
+            if ((rc = finish_event(s, u->event_row, deleted)) != SQLITE_OK)
                 goto fail;
             if (u->dlq) {
                 what = "insert dead letter";
@@ -995,6 +1073,9 @@ fail:
     sqlite3_reset(s->w_fin);
     sqlite3_reset(s->w_dec);
     sqlite3_reset(s->w_evdel);
+    sqlite3_reset(s->w_fin_run);
+    sqlite3_reset(s->w_dec_run);
+    sqlite3_reset(s->w_evdel_run);
     sqlite3_reset(s->w_retry);
     sqlite3_reset(s->w_dead);
     *finished = *deleted = 0;
@@ -1321,7 +1402,8 @@ static void finalize_all(sq_store *s)
 {
     sqlite3_stmt **all[] = {&s->w_begin, &s->w_commit, &s->w_rollback, &s->w_ins_event, &s->w_ins_job,
                             &s->w_compact, &s->c_put, &s->c_del, &s->c_scan, &s->c_evscan, &s->w_fin,
-                            &s->w_dec, &s->w_evdel, &s->w_retry, &s->w_dead, &s->c_jobscan, &s->c_jobevent};
+                            &s->w_dec, &s->w_evdel, &s->w_retry, &s->w_dead, &s->c_jobscan, &s->c_jobevent,
+                            &s->w_fin_run, &s->w_dec_run, &s->w_evdel_run};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         sqlite3_finalize(*all[i]);
         *all[i] = NULL;
@@ -1382,6 +1464,7 @@ static void sq_close(eb_store *s_)
     if (s->wal_fd >= 0)
         close(s->wal_fd);
     free(s->recs);
+    free(s->run_ids);
     free(s->scanbuf);
     pthread_cond_destroy(&s->scv);
     pthread_cond_destroy(&s->sspace);
@@ -1666,6 +1749,9 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
         prep(s->wdb, "DELETE FROM jobs WHERE id = ?1", &s->w_fin) ||
         prep(s->wdb, "UPDATE events SET pending = pending - 1 WHERE rowid = ?1", &s->w_dec) ||
         prep(s->wdb, "DELETE FROM events WHERE rowid = ?1 AND pending = 1", &s->w_evdel) ||
+        prep(s->wdb, "DELETE FROM jobs WHERE id BETWEEN ?1 AND ?2 RETURNING id", &s->w_fin_run) ||
+        prep(s->wdb, "UPDATE events SET pending = pending - 1 WHERE rowid BETWEEN ?1 AND ?2", &s->w_dec_run) ||
+        prep(s->wdb, "DELETE FROM events WHERE rowid BETWEEN ?1 AND ?2 AND pending = 1", &s->w_evdel_run) ||
         prep(s->wdb, "UPDATE jobs SET attempts = ?2, next_attempt_ms = ?3 WHERE id = ?1", &s->w_retry) ||
         prep(s->wdb,
              "INSERT INTO dlq(queue, time_ms, attrs, rule, target_id, event_id, body) VALUES (?1,?2,?3,?4,?5,?6,?7)",

@@ -1340,6 +1340,98 @@ static void test_schema_v1(void)
     rm_store_dir(dir);
 }
 
+/* Finished outcomes in runs of consecutive job ids and event rows take the
+ * store's range path; a job in the run finished before (handed over twice), an
+ * event with a second job, and retention must come out as one by one. */
+static void finish_all(eb_store *s, const job_list *jl, const size_t *which, size_t n, done_count *dc, unsigned *calls)
+{
+    eb_job_update u[16];
+    for (size_t i = 0; i < n; i++)
+        u[i] = (eb_job_update){.job_id = jl->j[which[i]].id, .event_row = jl->j[which[i]].event_row,
+                               .outcome = EB_JOB_FINISHED};
+    CHECK(eb_store_job_update(s, u, n, count_done, dc) == EB_STORE_OK);
+    wait_calls(dc, ++*calls);
+}
+
+static void count_events(eb_store *s, size_t want_n, uint64_t want_pending, uint64_t want_jobs)
+{
+    ev_list el = {0};
+    CHECK(eb_store_event_scan(s, collect_event, &el) == EB_STORE_OK);
+    CHECK(el.n == want_n && el.pending == want_pending);
+    eb_store_stats st;
+    CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK && st.jobs_pending == want_jobs);
+    if (el.n != want_n || el.pending != want_pending || st.jobs_pending != want_jobs)
+        fprintf(stderr, "  events %zu (want %zu), pending %llu (want %llu), jobs %llu (want %llu)\n", el.n, want_n,
+                (unsigned long long)el.pending, (unsigned long long)want_pending,
+                (unsigned long long)st.jobs_pending, (unsigned long long)want_jobs);
+}
+
+static void test_finish_runs(void)
+{
+    for (int keep = 0; keep < 2; keep++) {
+        char dir[300];
+        subdir(dir, sizeof dir, keep ? "runs-keep" : "runs");
+        eb_store *s = open_dir(dir, EB_SYNC_FULL, keep ? 3600 : 0);
+        CHECK(s != NULL);
+        if (!s)
+            return;
+        static job_list jl;
+        memset(&jl, 0, sizeof jl);
+        pthread_mutex_init(&jl.mu, NULL);
+        eb_store_set_job_sink(s, sink_jobs, &jl);
+        /* e0..e9 one job each, e10 two jobs, e11 one job: 13 jobs */
+        static one_event e[12];
+        eb_store_event evs[12];
+        eb_store_job jobs[13];
+        size_t nj = 0;
+        for (unsigned long i = 0; i < 12; i++) {
+            make_event(&e[i], i, 80, i == 10 ? 2 : 1);
+            evs[i] = e[i].ev;
+            evs[i].first_job = nj;
+            for (uint32_t j = 0; j < e[i].ev.njobs; j++)
+                jobs[nj++] = e[i].jobs[j];
+        }
+        CHECK(eb_store_append(s, evs, 12, jobs, nj, sink_done, &jl) == EB_STORE_OK);
+        for (int i = 0; i < 5000 && !atomic_load(&jl.done_seq); i++)
+            usleep(1000);
+        CHECK(jl.n == 13);
+        if (jl.n != 13) {
+            eb_store_close(s);
+            return;
+        }
+        for (size_t i = 1; i < 13; i++) /* consecutive ids; rows consecutive but for e10's second job */
+            CHECK(jl.j[i].id == jl.j[i - 1].id + 1 &&
+                  jl.j[i].event_row == jl.j[i - 1].event_row + (i == 11 ? 0 : 1));
+        done_count dc = {0};
+        unsigned calls = 0;
+        count_events(s, 12, 13, 13);
+        /* e2's job alone, then e0..e5 as a run (e2's job already gone) */
+        finish_all(s, &jl, (size_t[]){2}, 1, &dc, &calls);
+        finish_all(s, &jl, (size_t[]){0, 1, 2, 3, 4, 5}, 6, &dc, &calls);
+        count_events(s, keep ? 12 : 6, 7, 7);
+        /* e6..e9 and e10's first job: a run of five; e10 keeps one pending job */
+        finish_all(s, &jl, (size_t[]){6, 7, 8, 9, 10}, 5, &dc, &calls);
+        count_events(s, keep ? 12 : 2, 2, 2);
+        /* the same run again: nothing changes */
+        finish_all(s, &jl, (size_t[]){6, 7, 8, 9, 10}, 5, &dc, &calls);
+        count_events(s, keep ? 12 : 2, 2, 2);
+        /* e10's second job and e11's, one by one */
+        finish_all(s, &jl, (size_t[]){11, 12}, 2, &dc, &calls);
+        count_events(s, keep ? 12 : 0, 0, 0);
+        CHECK(atomic_load(&dc.ok) == calls);
+        eb_store_set_job_sink(s, NULL, NULL);
+        eb_store_close(s);
+        /* and so after a reopen */
+        s = open_dir(dir, EB_SYNC_FULL, keep ? 3600 : 0);
+        CHECK(s != NULL);
+        if (s) {
+            count_events(s, keep ? 12 : 0, 0, 0);
+            eb_store_close(s);
+        }
+        rm_store_dir(dir);
+    }
+}
+
 int main(void)
 {
     const char *crash_dir = getenv("EB_TEST_STORE_CRASH_DIR"), *crash_fd_s = getenv("EB_TEST_STORE_CRASH_FD");
@@ -1359,6 +1451,7 @@ int main(void)
     RUN(test_kill9);
     RUN(test_job_queue);
     RUN(test_job_scan_vs_sink);
+    RUN(test_finish_runs);
     RUN(test_schema_v1);
     rmdir(root);
     return TEST_REPORT();
