@@ -2,7 +2,7 @@
  * keep-alive HTTP/1.1 connections, open loop.
  *
  *   loadgen --port P [--host 127.0.0.1] --rate R --entries E --duration S [--conns C]
- *           [--detail-bytes B] [--timeline FILE] [--source S]
+ *           [--detail-bytes B] [--timeline FILE] [--source S] [--kinds K]
  *
  * --rate R: events per second, paced: call k (E entries) is due at start + k*E/R (a timerfd
  * wakes the loop at the due time); a due call goes out on the next idle connection, whatever
@@ -12,7 +12,9 @@
  *
  * Each entry's Detail is {"ts":T,"seq":N,"pad":"xx..."} with T = CLOCK_REALTIME in µs when the
  * call is written (all entries of a call share it), padded to about B bytes (default 1000). The
- * receiver computes put->target latency as its receive time minus T.
+ * receiver computes put->target latency as its receive time minus T. With --kinds K the Detail
+ * starts with "kind":"k<N % K>" for the entry's sequence number N (bench/load/run.sh: K rules,
+ * each matching one kind).
  *
  * An answer counts as acknowledged when it is 200 and contains "FailedEntryCount":0: E events.
  * A connection the server closes while idle (its idle timeout) is opened again (reconnects=);
@@ -65,6 +67,7 @@ static uint64_t calls, acked, non200, failed, errors, events_sent, seq;
 static samples put_us, lag_us;
 static conn *idle;
 static char *pad;
+static int kinds;
 
 static int64_t mono_ns(void)
 {
@@ -217,11 +220,15 @@ static void send_call(int ep, conn *c, int64_t due_ns)
     ensure(&body, &bcap, need);
     int64_t ts = realtime_us();
     size_t n = (size_t)snprintf(body, bcap, "{\"Entries\":[");
-    for (int i = 0; i < entries; i++)
+    for (int i = 0; i < entries; i++) {
+        char kind[48] = "";
+        if (kinds)
+            snprintf(kind, sizeof kind, "\\\"kind\\\":\\\"k%llu\\\",", (unsigned long long)(seq % (uint64_t)kinds));
         n += (size_t)snprintf(body + n, bcap - n,
                               "%s{\"Source\":\"%s\",\"DetailType\":\"bench\",\"Detail\":"
-                              "\"{\\\"ts\\\":%lld,\\\"seq\\\":%llu,\\\"pad\\\":\\\"%s\\\"}\"}",
-                              i ? "," : "", source, (long long)ts, (unsigned long long)seq++, pad);
+                              "\"{%s\\\"ts\\\":%lld,\\\"seq\\\":%llu,\\\"pad\\\":\\\"%s\\\"}\"}",
+                              i ? "," : "", source, kind, (long long)ts, (unsigned long long)seq++, pad);
+    }
     n += (size_t)snprintf(body + n, bcap - n, "]}");
     ensure(&c->out, &c->outcap, n + 512);
     c->outlen = (size_t)snprintf(c->out, c->outcap,
@@ -301,7 +308,7 @@ static int on_readable(conn *c)
 static void usage(void)
 {
     fprintf(stderr, "usage: loadgen --port P [--host H] --rate EVENTS_PER_S (0: closed loop) --entries E --duration S "
-                    "[--conns C] [--detail-bytes B] [--timeline FILE] [--source S]\n");
+                    "[--conns C] [--detail-bytes B] [--timeline FILE] [--source S] [--kinds K]\n");
     exit(2);
 }
 
@@ -330,11 +337,13 @@ int main(int argc, char **argv)
             tl_path = v;
         else if (!strcmp(a, "--source"))
             source = v;
+        else if (!strcmp(a, "--kinds"))
+            kinds = atoi(v);
         else
             usage();
         i++;
     }
-    if (!port || entries < 1 || entries > 10 || nconns < 1 || rate < 0 || duration <= 0)
+    if (!port || entries < 1 || entries > 10 || nconns < 1 || rate < 0 || duration <= 0 || kinds < 0)
         usage();
     signal(SIGPIPE, SIG_IGN);
     int padn = detail_bytes > 60 ? detail_bytes - 60 : 1;

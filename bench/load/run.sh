@@ -17,8 +17,14 @@
 # answers 200, median of STARTS fresh starts, plus the "start_ms=" of its log
 # line).
 #
-# The machine's cores are shared by wrk and the server: compare -t1 and -t2.
-# Environment: DURATION, CONNS, WRK_THREADS, SCENARIOS, STARTS (default 5),
+# Two load generators, each run on its own fresh server (GENERATORS, default
+# "wrk loadgen"): wrk with the Lua script (WRK_THREADS "1 2"), and
+# bench/delivery/loadgen.c in closed loop (--rate 0: every connection keeps one
+# call outstanding; one epoll thread, the answers checked in C; --kinds 10 gives
+# the same one-rule-per-event match). The machine's 2 cores are shared by the
+# generator and the server, so a lighter generator leaves the server more CPU:
+# the table shows both, side by side.
+# Environment: DURATION, CONNS, WRK_THREADS, GENERATORS, SCENARIOS, STARTS (default 5),
 # BENCH_TMP (default /tmp), SERVER_ARGS (extra `serve` flags, e.g.
 # "--threads 2"), DETAIL_BYTES (default 1000).
 # Exits 1 if any answer was not 200 / had failed entries, or wrk reported
@@ -31,6 +37,7 @@ src_bin=${1:-${EBRIDGE:-build/ebridge}}
 DURATION=${DURATION:-60}
 CONNS=${CONNS:-64}
 WRK_THREADS=${WRK_THREADS:-"1 2"}
+GENERATORS=${GENERATORS:-"wrk loadgen"}
 SCENARIOS=${SCENARIOS:-"10 1"}
 STARTS=${STARTS:-5}
 BENCH_TMP=${BENCH_TMP:-/tmp}
@@ -59,6 +66,7 @@ trap cleanup EXIT
 # A copy, so a concurrent rebuild cannot change the binary mid-run.
 cp "$src_bin" "$tmp/ebridge"
 bin="$tmp/ebridge"
+cc -O2 -Wall -Wextra -o "$tmp/loadgen" "$root/bench/delivery/loadgen.c"
 
 cat >"$tmp/helper.py" <<'PY'
 import http.client, json, os, socket, subprocess, sys, time
@@ -202,49 +210,80 @@ echo "start: exec -> GET /health 200: median ${start_med} ms of ${STARTS} fresh 
 echo "start on an existing data dir with 10 rules: ${restart_ms} ms (log start_ms=${restart_logms}); idle RSS ${idle_rss} kB"
 
 # ---- load ----
-status=0
-results=()
-for entries in $SCENARIOS; do
-    for t in $WRK_THREADS; do
-        d="$tmp/data-$entries-$t"
-        log="$tmp/server-$entries-$t.log"
-        start_server "$d" "$log"
-        python3 "$tmp/helper.py" setup "$port" 10
-        sleep 1
-        rss0=$(python3 "$tmp/helper.py" rss "$server_pid")
-        echo
+# run_one ENTRIES GEN: one fresh server, one load run; appends a line to results
+run_one() {
+    local entries=$1 gen=$2 d log out r rss0 rss1 stats du label
+    d="$tmp/data-$entries-$gen"
+    log="$tmp/server-$entries-$gen.log"
+    start_server "$d" "$log"
+    python3 "$tmp/helper.py" setup "$port" 10
+    sleep 1
+    rss0=$(python3 "$tmp/helper.py" rss "$server_pid")
+    echo
+    case $gen in
+    wrk-t*)
+        local t=${gen#wrk-t}
+        label="wrk -t$t"
         echo "== PutEvents, $entries entr$([ "$entries" = 1 ] && echo y || echo ies) per call, wrk -t$t -c$CONNS -d${DURATION}s (server pid $server_pid, idle RSS $rss0 kB)"
         out=$(ENTRIES=$entries wrk -t"$t" -c"$CONNS" -d"${DURATION}s" --latency --timeout 10s \
             -s "$root/bench/load/putevents.lua" "http://127.0.0.1:$port/" 2>&1) || true
-        echo "$out" | sed 's/^/   /'
-        rss1=$(python3 "$tmp/helper.py" rss "$server_pid")
-        stats=$(grep -o 'msg="store: opened".*' "$log" | head -1 || true)
-        stop_server || status=1
-        if grep -q 'level=error' "$log"; then
-            echo "   server errors:"; grep 'level=error' "$log" | head -5 | sed 's/^/     /'
-            status=1
-        fi
-        du=$(du -sh "$d" | cut -f1)
-        rm -rf "$d"
+        ;;
+    loadgen)
+        label="loadgen"
+        echo "== PutEvents, $entries entr$([ "$entries" = 1 ] && echo y || echo ies) per call, loadgen closed loop -c$CONNS ${DURATION}s (server pid $server_pid, idle RSS $rss0 kB)"
+        out=$("$tmp/loadgen" --port "$port" --rate 0 --entries "$entries" --duration "$DURATION" --conns "$CONNS" \
+            --detail-bytes "$DETAIL_BYTES" --kinds 10 --source bench.load 2>&1) || true
+        # the same keys as the wrk script's RESULT line
         r=$(echo "$out" | grep '^RESULT' || true)
-        if [ -z "$r" ]; then
-            echo "   no RESULT line from wrk" >&2
-            status=1
-            continue
+        if [ -n "$r" ]; then
+            eval "$(echo "$r" | sed 's/^RESULT //' | tr ' ' '\n' | sed 's/^/g_/')"
+            out="$out
+RESULT calls=$g_calls calls_per_s=$(awk "BEGIN {printf \"%.0f\", $g_calls / $g_seconds}") events_per_s=$(awk "BEGIN {printf \"%.0f\", $g_acked / $g_seconds}") p50_ms=$g_put_p50_ms p99_ms=$g_put_p99_ms max_ms=$g_put_max_ms non200=$g_non200 failed=$g_failed errors=$((g_errors + g_unanswered)) gen_cpu_ms=$g_cpu_ms"
         fi
-        eval "$(echo "$r" | sed 's/^RESULT //' | tr ' ' '\n' | sed 's/^/r_/')"
-        if [ "$r_non200" != 0 ] || [ "$r_failed" != 0 ] || [ "$r_errors" != 0 ]; then
-            echo "   FAILED ANSWERS: non200=$r_non200 failed=$r_failed socket_errors=$r_errors"
-            status=1
+        ;;
+    *) echo "unknown generator $gen" >&2; exit 2 ;;
+    esac
+    echo "$out" | sed 's/^/   /'
+    rss1=$(python3 "$tmp/helper.py" rss "$server_pid")
+    stop_server || status=1
+    if grep -q 'level=error' "$log"; then
+        echo "   server errors:"; grep 'level=error' "$log" | head -5 | sed 's/^/     /'
+        status=1
+    fi
+    du=$(du -sh "$d" | cut -f1)
+    rm -rf "$d"
+    r=$(echo "$out" | grep '^RESULT' | tail -1 || true)
+    if [ -z "$r" ]; then
+        echo "   no RESULT line from $label" >&2
+        status=1
+        return
+    fi
+    eval "$(echo "$r" | sed 's/^RESULT //' | tr ' ' '\n' | sed 's/^/r_/')"
+    if [ "$r_non200" != 0 ] || [ "$r_failed" != 0 ] || [ "$r_errors" != 0 ]; then
+        echo "   FAILED ANSWERS: non200=$r_non200 failed=$r_failed socket_errors=$r_errors"
+        status=1
+    fi
+    echo "   server RSS: idle $rss0 kB, after the load $rss1 kB; data dir after the run: $du"
+    results+=("$(printf '%-8s %-8s %12s %12s %9s %9s %9s %10s %10s' "$entries" "$label" "$r_calls_per_s" \
+        "$r_events_per_s" "$r_p50_ms" "$r_p99_ms" "$r_max_ms" "$rss0" "$rss1")")
+}
+
+status=0
+results=()
+for entries in $SCENARIOS; do
+    for gen in $GENERATORS; do
+        if [ "$gen" = wrk ]; then
+            for t in $WRK_THREADS; do
+                run_one "$entries" "wrk-t$t"
+            done
+        else
+            run_one "$entries" "$gen"
         fi
-        echo "   server RSS: idle $rss0 kB, after the load $rss1 kB; data dir after the run: $du"
-        results+=("$(printf '%-8s %-6s %12s %12s %9s %9s %9s %10s %10s' "$entries" "-t$t" "$r_calls_per_s" \
-            "$r_events_per_s" "$r_p50_ms" "$r_p99_ms" "$r_max_ms" "$rss0" "$rss1")")
     done
 done
 
 echo
 echo "== summary (${DURATION}s runs, $CONNS connections, --sync full; start ${start_med} ms, idle RSS ${idle_rss} kB)"
-printf '%-8s %-6s %12s %12s %9s %9s %9s %10s %10s\n' entries wrk calls/s events/s p50_ms p99_ms max_ms rss0_kB rss1_kB
+printf '%-8s %-8s %12s %12s %9s %9s %9s %10s %10s\n' entries client calls/s events/s p50_ms p99_ms max_ms rss0_kB rss1_kB
 printf '%s\n' "${results[@]}"
 exit $status
