@@ -128,7 +128,8 @@ typedef struct compl {
     int refresh_token;
     int http_seen;   /* an HTTP attempt really went out (not failed fast by the breaker) */
     int refused;     /* ... and its connection was refused */
-    int not_tried;   /* failed at once by the breaker (the target was looked up just before) */
+    int not_tried;   /* failed at once, right after the target was looked up (by the breaker, or
+                      * no lane: a target kind ebridge does not deliver): no second lookup */
     /* token fetch result */
     char *token;
     /* committed outcomes: jobs to forget, as (job id, event row) pairs */
@@ -1796,7 +1797,7 @@ static void route(eb_deliver *d, job *j)
     lane *l = lane_for(d, j, &code, &msg);
     if (!l) {
         j->state = J_INFLIGHT;
-        compl o = {.j = j, .cls = OUT_FINAL};
+        compl o = {.j = j, .cls = OUT_FINAL, .not_tried = 1};
         snprintf(o.code, sizeof o.code, "%s", code);
         snprintf(o.msg, sizeof o.msg, "%s", msg);
         outcome(d, &o); /* counts the attempt */
