@@ -307,18 +307,58 @@ uint64_t eb_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+ * civil_from_days): no gmtime_r, whose glibc version takes the time-zone lock
+ * (PutEvents formats a time for every event, on every request thread). */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static void two_digits(char *p, unsigned v)
+{
+    p[0] = (char)('0' + v / 10 % 10);
+    p[1] = (char)('0' + v % 10);
+}
+
 void eb_time_rfc3339(int64_t epoch_s, char out[21])
 {
-    time_t t = (time_t)epoch_s;
-    struct tm tm;
-    if (!gmtime_r(&t, &tm)) {
+    /* what gmtime_r can represent (a year in an int), as before */
+    if (epoch_s < -67768040609740800LL || epoch_s > 67768036191676799LL) {
         memcpy(out, "1970-01-01T00:00:00Z", 21);
         return;
     }
-    unsigned y = (unsigned)(tm.tm_year + 1900) % 10000u, mo = (unsigned)(tm.tm_mon + 1) % 100u,
-             d = (unsigned)tm.tm_mday % 100u, h = (unsigned)tm.tm_hour % 100u, mi = (unsigned)tm.tm_min % 100u,
-             se = (unsigned)tm.tm_sec % 100u;
-    snprintf(out, 21, "%04u-%02u-%02uT%02u:%02u:%02uZ", y, mo, d, h, mi, se);
+    int64_t days = epoch_s / 86400, secs = epoch_s % 86400;
+    if (secs < 0) {
+        secs += 86400;
+        days--;
+    }
+    int64_t y;
+    unsigned mo, d;
+    civil_from_days(days, &y, &mo, &d);
+    unsigned yy = (uint32_t)y % 10000u; /* four digits, as the format always had */
+    two_digits(out, yy / 100);
+    two_digits(out + 2, yy % 100);
+    out[4] = '-';
+    two_digits(out + 5, mo);
+    out[7] = '-';
+    two_digits(out + 8, d);
+    out[10] = 'T';
+    two_digits(out + 11, (unsigned)(secs / 3600));
+    out[13] = ':';
+    two_digits(out + 14, (unsigned)(secs / 60 % 60));
+    out[16] = ':';
+    two_digits(out + 17, (unsigned)(secs % 60));
+    out[19] = 'Z';
+    out[20] = 0;
 }
 
 int eb_hexval(int c)
