@@ -218,36 +218,17 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
     return era * 146097 + (int64_t)doe - 719468;
 }
 
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
 /* `YYYYMMDDTHHMMSSZ` for epoch seconds; out needs 17 bytes. */
 static void iso_basic(int64_t t, char out[17])
 {
-    int64_t days = t / 86400, rem = t % 86400;
-    if (rem < 0) {
-        rem += 86400;
-        days--;
-    }
-    int64_t y;
-    unsigned m, d;
-    civil_from_days(days, &y, &m, &d);
-    if (y < 0 || y > 9999) {
+    eb_civil c;
+    eb_civil_from_epoch(t, &c);
+    if (c.year < 0 || c.year > 9999) {
         memcpy(out, "00000000T000000Z", 17);
         return;
     }
-    snprintf(out, 17, "%04u%02u%02uT%02u%02u%02uZ", (unsigned)y % 10000u, m % 100u, d % 100u,
-             (unsigned)(rem / 3600) % 100u, (unsigned)(rem / 60 % 60), (unsigned)(rem % 60));
+    snprintf(out, 17, "%04u%02u%02uT%02u%02u%02uZ", (unsigned)c.year % 10000u, c.month % 100u, c.day % 100u,
+             c.hour % 100u, c.min, c.sec);
 }
 
 static int digits(const char *s, size_t n, unsigned *out)

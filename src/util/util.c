@@ -307,20 +307,25 @@ uint64_t eb_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
- * civil_from_days): no gmtime_r, whose glibc version takes the time-zone lock
- * (PutEvents formats a time for every event, on every request thread). */
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+void eb_civil_from_epoch(int64_t epoch_s, eb_civil *out)
 {
+    int64_t z = epoch_s / 86400, secs = epoch_s % 86400;
+    if (secs < 0) {
+        secs += 86400;
+        z--;
+    }
+    out->hour = (unsigned)(secs / 3600);
+    out->min = (unsigned)(secs / 60 % 60);
+    out->sec = (unsigned)(secs % 60);
     z += 719468;
     int64_t era = (z >= 0 ? z : z - 146096) / 146097;
     unsigned doe = (unsigned)(z - era * 146097);
     unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
     unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+    out->day = doy - (153 * mp + 2) / 5 + 1;
+    out->month = mp < 10 ? mp + 3 : mp - 9;
+    out->year = (int64_t)yoe + era * 400 + (out->month <= 2);
 }
 
 static void two_digits(char *p, unsigned v)
@@ -329,6 +334,8 @@ static void two_digits(char *p, unsigned v)
     p[1] = (char)('0' + v % 10);
 }
 
+/* Without gmtime_r, whose glibc version takes the time-zone lock (PutEvents
+ * formats a time for every event, on every request thread). */
 void eb_time_rfc3339(int64_t epoch_s, char out[21])
 {
     /* what gmtime_r can represent (a year in an int), as before */
@@ -336,27 +343,21 @@ void eb_time_rfc3339(int64_t epoch_s, char out[21])
         memcpy(out, "1970-01-01T00:00:00Z", 21);
         return;
     }
-    int64_t days = epoch_s / 86400, secs = epoch_s % 86400;
-    if (secs < 0) {
-        secs += 86400;
-        days--;
-    }
-    int64_t y;
-    unsigned mo, d;
-    civil_from_days(days, &y, &mo, &d);
-    unsigned yy = (uint32_t)y % 10000u; /* four digits, as the format always had */
+    eb_civil c;
+    eb_civil_from_epoch(epoch_s, &c);
+    unsigned yy = (uint32_t)c.year % 10000u; /* four digits, as the format always had */
     two_digits(out, yy / 100);
     two_digits(out + 2, yy % 100);
     out[4] = '-';
-    two_digits(out + 5, mo);
+    two_digits(out + 5, c.month);
     out[7] = '-';
-    two_digits(out + 8, d);
+    two_digits(out + 8, c.day);
     out[10] = 'T';
-    two_digits(out + 11, (unsigned)(secs / 3600));
+    two_digits(out + 11, c.hour);
     out[13] = ':';
-    two_digits(out + 14, (unsigned)(secs / 60 % 60));
+    two_digits(out + 14, c.min);
     out[16] = ':';
-    two_digits(out + 17, (unsigned)(secs % 60));
+    two_digits(out + 17, c.sec);
     out[19] = 'Z';
     out[20] = 0;
 }

@@ -48,6 +48,13 @@ int64_t eb_now_ms(void);
 uint64_t eb_mono_ns(void);
 /* `YYYY-MM-DDThh:mm:ssZ` for epoch seconds (UTC); out needs 21 bytes. */
 void eb_time_rfc3339(int64_t epoch_s, char out[21]);
+/* Epoch seconds to the proleptic Gregorian calendar in UTC (Howard Hinnant's
+ * civil_from_days; any epoch_s whose year fits in int64). */
+typedef struct {
+    int64_t year;
+    unsigned month, day, hour, min, sec; /* 1-12, 1-31, 0-23, 0-59, 0-59 */
+} eb_civil;
+void eb_civil_from_epoch(int64_t epoch_s, eb_civil *out);
 
 /* Format an error message into err[errlen] (nothing when err is NULL or
  * errlen 0): the "char *err, size_t errlen" out-parameter of constructors. */
