@@ -796,30 +796,45 @@ static json_t *op_describe_connection(eb_conns *cs, const eb_caller *who, json_t
     return it ? conn_view(it->doc, 1) : conn_missing(e, name);
 }
 
-static json_t *op_list_connections(eb_conns *cs, const eb_caller *who, json_t *req, eb_core_error *e)
+/* One page of ListConnections / ListApiDestinations over `t` (NULL: none in
+ * the region): the items whose doc field `doc_field` equals the request's
+ * `req_field` when that is given, under `out_key`, each as `view` shows it. */
+typedef json_t *(*list_view_fn)(const eb_conns *cs, const json_t *doc);
+
+static json_t *list_page(const eb_conns *cs, const table *t, json_t *req, const char *req_field,
+                         const char *doc_field, const char *out_key, list_view_fn view, eb_core_error *e)
 {
     eb_page pg;
     if (eb_page_init(req, "NamePrefix", &pg, e))
         return NULL;
-    const char *state = sget(req, "ConnectionState");
+    const char *want = sget(req, req_field);
     json_t *list = json_array();
-    json_t *o = json_pack("{s:o}", "Connections", list);
-    creg *r = reg_lookup(cs, who->account, who->region);
+    json_t *o = json_pack("{s:o}", out_key, list);
     const char *last = NULL;
-    for (size_t i = 0; r && i < r->conns.n; i++) {
-        const item *it = &r->conns.v[i];
-        if (!eb_page_wants(&pg, it->name) || (state && strcmp(state, sget(it->doc, "State"))))
+    for (size_t i = 0; t && i < t->n; i++) {
+        const item *it = &t->v[i];
+        if (!eb_page_wants(&pg, it->name) || (want && strcmp(want, sget(it->doc, doc_field))))
             continue;
         if (eb_page_full(&pg, list, o, last))
             break;
-        json_array_append_new(list, conn_view(it->doc, 0));
+        json_array_append_new(list, view(cs, it->doc));
         last = it->name;
     }
     return o;
 }
 
-/* Merge the given credentials block into the stored one (members given
- * replace; OAuth ClientParameters merge member by member). */
+static json_t *conn_list_view(const eb_conns *cs, const json_t *doc)
+{
+    (void)cs;
+    return conn_view(doc, 0);
+}
+
+static json_t *op_list_connections(eb_conns *cs, const eb_caller *who, json_t *req, eb_core_error *e)
+{
+    creg *r = reg_lookup(cs, who->account, who->region);
+    return list_page(cs, r ? &r->conns : NULL, req, "ConnectionState", "State", "Connections", conn_list_view, e);
+}
+
 static void merge_block(json_t *dst, const json_t *given)
 {
     const char *k;
@@ -1065,26 +1080,16 @@ static json_t *op_describe_api_destination(eb_conns *cs, const eb_caller *who, j
     return it ? dest_view(cs, it->doc, 1) : dest_missing(e, name);
 }
 
+static json_t *dest_list_view(const eb_conns *cs, const json_t *doc)
+{
+    return dest_view(cs, doc, 0);
+}
+
 static json_t *op_list_api_destinations(eb_conns *cs, const eb_caller *who, json_t *req, eb_core_error *e)
 {
-    eb_page pg;
-    if (eb_page_init(req, "NamePrefix", &pg, e))
-        return NULL;
-    const char *conn = sget(req, "ConnectionArn");
-    json_t *list = json_array();
-    json_t *o = json_pack("{s:o}", "ApiDestinations", list);
     creg *r = reg_lookup(cs, who->account, who->region);
-    const char *last = NULL;
-    for (size_t i = 0; r && i < r->dests.n; i++) {
-        const item *it = &r->dests.v[i];
-        if (!eb_page_wants(&pg, it->name) || (conn && strcmp(conn, sget(it->doc, "ConnectionArn"))))
-            continue;
-        if (eb_page_full(&pg, list, o, last))
-            break;
-        json_array_append_new(list, dest_view(cs, it->doc, 0));
-        last = it->name;
-    }
-    return o;
+    return list_page(cs, r ? &r->dests : NULL, req, "ConnectionArn", "ConnectionArn", "ApiDestinations",
+                     dest_list_view, e);
 }
 
 static json_t *op_update_api_destination(eb_conns *cs, const eb_caller *who, json_t *req, eb_core_error *e)
