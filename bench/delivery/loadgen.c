@@ -45,6 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 typedef struct conn {
     int fd, busy, dead, want_out;
     char *out;
@@ -68,26 +70,6 @@ static samples put_us, lag_us;
 static conn *idle;
 static char *pad;
 static int kinds;
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t realtime_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void die(const char *what)
-{
-    perror(what);
-    exit(2);
-}
 
 static void add_sample(samples *s, int64_t v)
 {

@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define MAX_EVENTS 256
 #define MAX_HEADER 65536
 
@@ -57,19 +59,6 @@ static void on_signal(int s)
 {
     (void)s;
     stopping = 1;
-}
-
-static int64_t realtime_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void die(const char *what)
-{
-    perror(what);
-    exit(2);
 }
 
 static int bind_port(int port, int do_listen)
