@@ -89,6 +89,7 @@
 #include <sys/prctl.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +98,23 @@
 #include <unistd.h>
 
 #define DB_FILE "ebridge.db"
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
+/* Job ids are derived from their event's rowid: (row << JOB_IDX_BITS) | index. An event's only job
+ * is kept in the event's own row (job_rule, job_target, job_attempts, job_next: one insert and one
+ * delete per event instead of two of each) and has the index JOB_INLINE; the jobs of an event with
+ * several live in the jobs table with indexes 0, 1, ... Ids are thus unique, grow with the commit
+ * order (event rowids are never reused while the store is open: ev_floor) and say where a job lives. */
+#define JOB_IDX_BITS 20
+#define JOB_INLINE ((int64_t)((1 << JOB_IDX_BITS) - 1))
+#define MAX_EVENT_JOBS ((uint32_t)JOB_INLINE) /* jobs of one event: indexes 0 .. JOB_INLINE-1 */
+static int64_t job_id_of(int64_t row, int64_t idx)
+{
+    return (int64_t)((uint64_t)row << JOB_IDX_BITS) | idx;
+}
+static int job_inline(int64_t id)
+{
+    return (id & JOB_INLINE) == JOB_INLINE;
+}
 #ifndef EB_SQLITE_MAX_BATCH
 #define EB_SQLITE_MAX_BATCH 5000u
 #endif
@@ -128,7 +145,8 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS events("
     " rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL,"
     " bus TEXT NOT NULL, time_ms INTEGER NOT NULL, pending INTEGER NOT NULL, body BLOB NOT NULL,"
-    " hops INTEGER NOT NULL DEFAULT 0);"
+    " hops INTEGER NOT NULL DEFAULT 0, job_rule TEXT, job_target TEXT, job_attempts INTEGER NOT NULL DEFAULT 0,"
+    " job_next INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS events_done ON events(time_ms) WHERE pending = 0;"
     "CREATE TABLE IF NOT EXISTS jobs("
     " id INTEGER PRIMARY KEY, event INTEGER NOT NULL, rule TEXT NOT NULL,"
@@ -141,6 +159,22 @@ static const char SCHEMA[] =
 
 /* From schema version 1 (no hops, no dead letters). */
 static const char MIGRATE_1_2[] = "ALTER TABLE events ADD COLUMN hops INTEGER NOT NULL DEFAULT 0;";
+/* From schema version 2 (every job in the jobs table, ids from their own sequence): jobs keep
+ * their order within their event and get derived ids. */
+static const char MIGRATE_2_3[] =
+    "ALTER TABLE events ADD COLUMN job_rule TEXT;"
+    "ALTER TABLE events ADD COLUMN job_target TEXT;"
+    "ALTER TABLE events ADD COLUMN job_attempts INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE events ADD COLUMN job_next INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE jobs3("
+    " id INTEGER PRIMARY KEY, event INTEGER NOT NULL, rule TEXT NOT NULL,"
+    " target_id TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_attempt_ms INTEGER NOT NULL);"
+    "INSERT INTO jobs3(id, event, rule, target_id, state, attempts, next_attempt_ms)"
+    " SELECT (event << 20) + row_number() OVER (PARTITION BY event ORDER BY id) - 1,"
+    " event, rule, target_id, state, attempts, next_attempt_ms FROM jobs;"
+    "DROP TABLE jobs;"
+    "ALTER TABLE jobs3 RENAME TO jobs;";
 
 /* ---- the queue ---------------------------------------------------------------- */
 
@@ -197,6 +231,7 @@ typedef struct {
     eb_store base;
     eb_store_options opt;
     int keep_all; /* store events without jobs too (retention_s > 0) */
+    int inl_scan; /* job_scan looks for jobs kept in event rows (none with retention, but from an earlier run) */
 
     sqlite3 *wdb; /* committer thread only */
     int wal_frames; /* frames in the WAL after the last commit (wal hook) */
@@ -205,7 +240,7 @@ typedef struct {
 
     pthread_mutex_t cmu; /* guards cdb and its statements */
     sqlite3 *cdb;
-    sqlite3_stmt *c_put, *c_del, *c_scan, *c_evscan, *c_jobscan, *c_jobevent;
+    sqlite3_stmt *c_put, *c_del, *c_scan, *c_evscan, *c_jobscan, *c_inlscan, *c_jobevent, *c_begin, *c_end;
     char *scanbuf; /* event_scan: NUL-terminated copy of a body */
     size_t scancap;
 
@@ -229,15 +264,16 @@ typedef struct {
     pthread_t committer;
     uint64_t n_events, n_jobs_pending, n_commits, n_appends;
     int64_t pending_max; /* the highest job id written by the committer (set before its COMMIT) */
-    int64_t job_floor;   /* committer only: its next job id is at least this (ids never reused in a run) */
+    /* The next event rowid is at least this (NEXT_ROW): rowids, and so job ids, are never reused
+     * while the store is open, as the delivery engine may still hold a finished job's id. */
+    _Atomic int64_t ev_floor;
 
     /* The syncer: committed batches wait here for their fsync (of the WAL,
      * through wal_fd), then go to the job sink and their done callbacks, while
      * the committer writes the next transaction. */
     sqlite3_stmt *w_fin, *w_dec, *w_evdel, *w_retry, *w_dead;
-    sqlite3_stmt *w_fin_run, *w_dec_run, *w_evdel_run; /* the same over a run of consecutive ids */
-    int64_t *run_ids;                                    /* committer scratch: w_fin_run's answers */
-    size_t run_cap;
+    /* an event's own job (JOB_INLINE): finish one / a run of consecutive events, retry one */
+    sqlite3_stmt *w_fin_inl, *w_fin_inl_run, *w_retry_inl;
     int wal_fd; /* -1: SQLite syncs each commit itself (synchronous=FULL) */
     pthread_t syncer;
     int have_syncer;
@@ -254,6 +290,17 @@ typedef struct {
     size_t recs_cap;
 } sq_store;
 
+
+/* An event's rowid: max + 1 as SQLite would pick (another process, the dead-letters CLI, may have
+ * added rows), but never below the floor. */
+#define NEXT_ROW(floor) "max(coalesce((SELECT max(rowid) FROM events), 0) + 1, " floor ")"
+
+static void raise_floor(sq_store *s, int64_t row)
+{
+    int64_t f = atomic_load(&s->ev_floor);
+    while (f <= row && !atomic_compare_exchange_weak(&s->ev_floor, &f, row + 1))
+        ;
+}
 
 static size_t slen(const char *s)
 {
@@ -461,6 +508,14 @@ typedef struct {
     size_t rule, target, event_id, body;
 } scan_row;
 
+/* Step one of job_scan's two sources: 1 = a row, 0 = done, < 0 = an SQLite error. */
+static int scan_next(sqlite3_stmt *st, int *have)
+{
+    int rc = sqlite3_step(st);
+    *have = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 static int sq_job_scan(eb_store *s_, int64_t after, size_t limit, int64_t *last, int (*want)(void *ctx, int64_t job_id),
                        eb_store_jobs_fn fn, void *ctx)
 {
@@ -473,30 +528,41 @@ static int sq_job_scan(eb_store *s_, int64_t after, size_t limit, int64_t *last,
     if (!limit)
         return 0;
     pthread_mutex_lock(&s->cmu);
-    sqlite3_stmt *st = s->c_jobscan;
-    int rc = sqlite3_bind_int64(st, 1, after);
+    /* Two sources merged by id, in one read transaction: the jobs table, and
+     * the jobs kept in their event's row (id > after <=> row > first_row). */
+    sqlite3_stmt *st = s->c_jobscan, *il = s->inl_scan ? s->c_inlscan : NULL;
+    int64_t first_row = after >= JOB_INLINE ? (int64_t)((uint64_t)(after - JOB_INLINE) >> JOB_IDX_BITS) : -1;
+    sqlite3_int64 lim = (sqlite3_int64)(limit > INT32_MAX ? INT32_MAX : limit);
+    int rc = step_reset(s->c_begin) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+    int in_txn = rc == SQLITE_OK;
     if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)(limit > INT32_MAX ? INT32_MAX : limit));
-    int64_t handed = 0, pending = 0;
-    int first = 1;
-    rows = rc == SQLITE_OK ? malloc((limit > 4096 ? 4096 : limit) * sizeof *rows) : NULL;
+        rc = sqlite3_bind_int64(st, 1, after);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, lim);
+    if (rc == SQLITE_OK && il && (rc = sqlite3_bind_int64(il, 1, first_row)) == SQLITE_OK)
+        rc = sqlite3_bind_int64(il, 2, lim);
+    int have_j = 0, have_i = 0;
+    if (rc == SQLITE_OK)
+        rc = scan_next(st, &have_j);
+    /* read after the snapshot began: see the header */
+    pthread_mutex_lock(&s->smu);
+    int64_t handed = s->handed_max, pending = s->pending_max;
+    pthread_mutex_unlock(&s->smu);
+    if (rc == SQLITE_OK && il)
+        rc = scan_next(il, &have_i);
     size_t cap = limit > 4096 ? 4096 : limit;
-    if (!rows)
+    rows = rc == SQLITE_OK ? malloc(cap * sizeof *rows) : NULL;
+    if (rc == SQLITE_OK && !rows)
         rc = SQLITE_NOMEM;
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = SQLITE_OK;
-        if (first) { /* read after the snapshot began: see the header */
-            pthread_mutex_lock(&s->smu);
-            handed = s->handed_max;
-            pending = s->pending_max;
-            pthread_mutex_unlock(&s->smu);
-            first = 0;
-        }
+    while (rc == SQLITE_OK && (have_j || have_i) && examined < limit) {
+        sqlite3_stmt *src = !have_i || (have_j && sqlite3_column_int64(st, 0) < sqlite3_column_int64(il, 0)) ? st : il;
         examined++;
-        int64_t id = sqlite3_column_int64(st, 0);
+        int64_t id = sqlite3_column_int64(src, 0);
         *last = id;
-        if ((id > handed && id <= pending) || (want && !want(ctx, id)))
+        if ((id > handed && id <= pending) || (want && !want(ctx, id))) {
+            rc = scan_next(src, src == st ? &have_j : &have_i);
             continue; /* on its way to the sink, or not wanted */
+        }
         if (nrows == cap) {
             scan_row *nr = realloc(rows, cap * 2 * sizeof *nr);
             if (!nr) {
@@ -509,9 +575,9 @@ static int sq_job_scan(eb_store *s_, int64_t after, size_t limit, int64_t *last,
         scan_row *w = &rows[nrows++];
         memset(w, 0, sizeof *w);
         w->r.job_id = id;
-        w->r.event_row = sqlite3_column_int64(st, 1);
-        w->r.attempts = (uint32_t)sqlite3_column_int64(st, 4);
-        w->r.next_attempt_ms = sqlite3_column_int64(st, 5);
+        w->r.event_row = sqlite3_column_int64(src, 1);
+        w->r.attempts = (uint32_t)sqlite3_column_int64(src, 4);
+        w->r.next_attempt_ms = sqlite3_column_int64(src, 5);
         sqlite3_stmt *ev = s->c_jobevent;
         if ((rc = sqlite3_bind_int64(ev, 1, w->r.event_row)) != SQLITE_OK)
             break;
@@ -519,13 +585,13 @@ static int sq_job_scan(eb_store *s_, int64_t after, size_t limit, int64_t *last,
         if (rc != SQLITE_ROW) { /* a job without its event: nothing to deliver */
             sqlite3_reset(ev);
             nrows--;
-            rc = SQLITE_OK;
+            rc = scan_next(src, src == st ? &have_j : &have_i);
             continue;
         }
         rc = SQLITE_OK;
         w->r.time_ms = sqlite3_column_int64(ev, 1);
         w->r.hops = (uint32_t)sqlite3_column_int64(ev, 2);
-        sqlite3_stmt *from[4] = {st, st, ev, ev};
+        sqlite3_stmt *from[4] = {src, src, ev, ev};
         const int cols[4] = {2, 3, 0, 3};
         size_t *offs[4] = {&w->rule, &w->target, &w->event_id, &w->body};
         for (int k = 0; k < 4; k++) {
@@ -540,13 +606,17 @@ static int sq_job_scan(eb_store *s_, int64_t after, size_t limit, int64_t *last,
                 w->r.len = n;
         }
         sqlite3_reset(ev);
+        if (rc == SQLITE_OK)
+            rc = scan_next(src, src == st ? &have_j : &have_i);
     }
     int rc2 = sqlite3_reset(st);
-    if (rc == SQLITE_ROW || rc == SQLITE_OK)
-        rc = SQLITE_DONE;
-    if (rc != SQLITE_DONE && rc2 != SQLITE_OK)
+    if (il && sqlite3_reset(il) != SQLITE_OK)
+        rc2 = sqlite3_errcode(s->cdb);
+    if (in_txn && step_reset(s->c_end) != SQLITE_DONE)
+        rc2 = sqlite3_errcode(s->cdb);
+    if (rc == SQLITE_OK && rc2 != SQLITE_OK)
         rc = rc2;
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_OK)
         ret = rc == SQLITE_NOMEM ? EB_STORE_ERR_NOMEM : io_error(s->cdb, "store: job_scan failed", rc);
     pthread_mutex_unlock(&s->cmu);
     if (ret == EB_STORE_OK) {
@@ -657,9 +727,10 @@ static int sq_dead_redrive(eb_store *s_, int64_t id, int64_t now_ms)
         ret = EB_STORE_ERR_IO;
         goto rollback;
     }
+    int64_t row = 0;
     rc = sqlite3_prepare_v2(s->cdb,
-                            "INSERT INTO events(id, account, region, bus, time_ms, pending, body, hops)"
-                            " VALUES (?1,?2,?3,?4,?5,1,?6,0)",
+                            "INSERT INTO events(rowid, id, account, region, bus, time_ms, pending, body, hops)"
+                            " VALUES (" NEXT_ROW("?7") ",?1,?2,?3,?4,?5,1,?6,0)",
                             -1, &ins, NULL);
     if (rc == SQLITE_OK)
         rc = bind_text(ins, 1, event_id, strlen(event_id));
@@ -673,13 +744,17 @@ static int sq_dead_redrive(eb_store *s_, int64_t id, int64_t now_ms)
         rc = sqlite3_bind_int64(ins, 5, now_ms);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_blob64(ins, 6, blen ? body : "", (sqlite3_uint64)blen, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(ins, 7, atomic_load(&s->ev_floor));
     if (rc == SQLITE_OK && sqlite3_step(ins) != SQLITE_DONE)
         rc = SQLITE_ERROR;
+    if (rc == SQLITE_OK)
+        raise_floor(s, row = sqlite3_last_insert_rowid(s->cdb));
     sqlite3_finalize(ins);
     ins = NULL;
     if (rc == SQLITE_OK) {
-        int64_t row = sqlite3_last_insert_rowid(s->cdb);
-        rc = sqlite3_prepare_v2(s->cdb, "INSERT INTO jobs(event, rule, target_id, next_attempt_ms) VALUES (?1,?2,?3,?4)",
+        rc = sqlite3_prepare_v2(s->cdb,
+                                "INSERT INTO jobs(id, event, rule, target_id, next_attempt_ms) VALUES (?5,?1,?2,?3,?4)",
                                 -1, &ins, NULL);
         if (rc == SQLITE_OK)
             rc = sqlite3_bind_int64(ins, 1, row);
@@ -689,6 +764,8 @@ static int sq_dead_redrive(eb_store *s_, int64_t id, int64_t now_ms)
             rc = bind_text(ins, 3, target, strlen(target));
         if (rc == SQLITE_OK)
             rc = sqlite3_bind_int64(ins, 4, now_ms);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int64(ins, 5, job_id_of(row, 0));
         if (rc == SQLITE_OK && sqlite3_step(ins) != SQLITE_DONE)
             rc = SQLITE_ERROR;
         sqlite3_finalize(ins);
@@ -746,7 +823,8 @@ static int sq_append(eb_store *s_, const eb_store_event *ev, size_t nev, const e
     size_t sev = 0, sjobs = 0, bytes = 0;
     for (size_t i = 0; i < nev; i++) {
         const eb_store_event *e = &ev[i];
-        if (e->first_job > njobs || e->njobs > njobs - e->first_job || (e->njobs && !jobs) || (e->len && !e->body)) {
+        if (e->first_job > njobs || e->njobs > njobs - e->first_job || (e->njobs && !jobs) || (e->len && !e->body) ||
+            e->njobs >= MAX_EVENT_JOBS) {
             eb_log(EB_LOG_ERROR, "store: append with an invalid event", "first_job=%u njobs=%u jobs=%zu",
                    e->first_job, e->njobs, njobs);
             return EB_STORE_ERR_IO;
@@ -911,64 +989,31 @@ static int finish_event(sq_store *s, int64_t row, uint64_t *deleted)
     return SQLITE_OK;
 }
 
-/* Finished outcomes usually come in order: consecutive job ids of consecutive
- * events, one job each (one target per event). Such a run is finished with
- * three range statements instead of two or three statements per job. */
+/* Finished outcomes usually come in order: the own jobs of consecutive events.
+ * Such a run is finished with one range statement instead of one per job. */
 #define FINISH_RUN_MIN 4
 
 static size_t finish_run_len(const qupd *u, size_t n)
 {
     size_t k = 0;
-    while (k < n && u[k].outcome == EB_JOB_FINISHED && !u[k].dlq &&
-           (k == 0 || (u[k].job_id == u[k - 1].job_id + 1 && u[k].event_row == u[k - 1].event_row + 1)))
+    while (k < n && u[k].outcome == EB_JOB_FINISHED && !u[k].dlq && job_inline(u[k].job_id) &&
+           u[k].job_id == job_id_of(u[k].event_row, JOB_INLINE) && (k == 0 || u[k].event_row == u[k - 1].event_row + 1))
         k++;
     return k;
 }
 
-static int finish_run(sq_store *s, const qupd *u, size_t n, uint64_t *finished, uint64_t *deleted)
+/* Finish the own jobs of events [e0, e1] (those not finished before: a job
+ * handed over twice): their events go, or stay as finished ones with retention. */
+static int finish_inline(sq_store *s, sqlite3_stmt *st, int64_t e0, int64_t e1, uint64_t *finished, uint64_t *deleted)
 {
-    int64_t j0 = u[0].job_id, e0 = u[0].event_row, e1 = u[n - 1].event_row;
-    if (n > s->run_cap) {
-        int64_t *ni = realloc(s->run_ids, n * sizeof *ni);
-        if (!ni)
-            return SQLITE_NOMEM;
-        s->run_ids = ni;
-        s->run_cap = n;
-    }
-    sqlite3_stmt *st = s->w_fin_run;
     int rc;
-    size_t got = 0;
-    if ((rc = sqlite3_bind_int64(st, 1, j0)) != SQLITE_OK || (rc = sqlite3_bind_int64(st, 2, u[n - 1].job_id)) != SQLITE_OK)
-        return rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        if (got < n) /* every id is in the run: at most n rows */
-            s->run_ids[got++] = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return rc;
-    *finished += got;
-    if (got != n) { /* some were finished before (handed over twice): only the others' events */
-        for (size_t k = 0; k < got; k++)
-            if ((rc = finish_event(s, e0 + (s->run_ids[k] - j0), deleted)) != SQLITE_OK)
-                return rc;
-        return SQLITE_OK;
-    }
-    /* one job of each event in [e0, e1] finished: delete those it was the last
-     * job of, count down the others (the only rows left in the range) */
-    if (!s->keep_all) {
-        st = s->w_evdel_run;
-        if ((rc = sqlite3_bind_int64(st, 1, e0)) != SQLITE_OK || (rc = sqlite3_bind_int64(st, 2, e1)) != SQLITE_OK ||
-            (rc = step_reset(st)) != SQLITE_DONE)
-            return rc;
-        int gone = sqlite3_changes(s->wdb);
-        *deleted += (uint64_t)gone;
-        if ((size_t)gone == n)
-            return SQLITE_OK;
-    }
-    st = s->w_dec_run;
-    if ((rc = sqlite3_bind_int64(st, 1, e0)) != SQLITE_OK || (rc = sqlite3_bind_int64(st, 2, e1)) != SQLITE_OK ||
+    if ((rc = sqlite3_bind_int64(st, 1, e0)) != SQLITE_OK || (e1 >= 0 && (rc = sqlite3_bind_int64(st, 2, e1)) != SQLITE_OK) ||
         (rc = step_reset(st)) != SQLITE_DONE)
         return rc;
+    uint64_t n = (uint64_t)sqlite3_changes(s->wdb);
+    *finished += n;
+    if (!s->keep_all)
+        *deleted += n;
     return SQLITE_OK;
 }
 
@@ -989,7 +1034,13 @@ static int write_batch(sq_store *s, qappend *batch, size_t nev, uint64_t *finish
         for (size_t i = 0; i < a->nev; i++) {
             const qev *e = &a->ev[i];
             what = "insert event";
-            if ((rc = bind_text(ie, 1, e->id, e->id_n)) != SQLITE_OK ||
+            /* an only job is kept in the event's row (without retention: with it, finished events
+             * stay, and scans for such jobs would walk them) */
+            const qjob *own = e->njobs == 1 && !s->keep_all ? &a->jobs[e->first_job] : NULL;
+            if ((rc = sqlite3_bind_int64(ie, 9, atomic_load(&s->ev_floor))) != SQLITE_OK ||
+                (rc = own ? bind_text(ie, 10, own->rule, own->rule_n) : sqlite3_bind_null(ie, 10)) != SQLITE_OK ||
+                (rc = own ? bind_text(ie, 11, own->target, own->target_n) : sqlite3_bind_null(ie, 11)) != SQLITE_OK ||
+                (rc = bind_text(ie, 1, e->id, e->id_n)) != SQLITE_OK ||
                 (rc = bind_text(ie, 2, e->account, e->account_n)) != SQLITE_OK ||
                 (rc = bind_text(ie, 3, e->region, e->region_n)) != SQLITE_OK ||
                 (rc = bind_text(ie, 4, e->bus, e->bus_n)) != SQLITE_OK ||
@@ -999,48 +1050,61 @@ static int write_batch(sq_store *s, qappend *batch, size_t nev, uint64_t *finish
                 (rc = sqlite3_bind_int64(ie, 8, (sqlite3_int64)e->hops)) != SQLITE_OK ||
                 (rc = step_reset(ie)) != SQLITE_DONE)
                 goto fail;
-            sqlite3_int64 rowid = sqlite3_last_insert_rowid(db);
-            a->ev[i].row = rowid;
+            int64_t row = sqlite3_last_insert_rowid(db);
+            raise_floor(s, row);
+            a->ev[i].row = row;
+            if (own) {
+                a->jobs[e->first_job].id = max_job = job_id_of(row, JOB_INLINE);
+                continue;
+            }
             what = "insert job";
             for (size_t j = 0; j < e->njobs; j++) {
                 qjob *q = &a->jobs[e->first_job + j];
-                if ((rc = sqlite3_bind_int64(ij, 1, rowid)) != SQLITE_OK ||
+                q->id = max_job = job_id_of(row, (int64_t)j);
+                if ((rc = sqlite3_bind_int64(ij, 1, row)) != SQLITE_OK ||
                     (rc = bind_text(ij, 2, q->rule, q->rule_n)) != SQLITE_OK ||
                     (rc = bind_text(ij, 3, q->target, q->target_n)) != SQLITE_OK ||
                     (rc = sqlite3_bind_int64(ij, 4, e->time_ms)) != SQLITE_OK ||
-                    (rc = sqlite3_bind_int64(ij, 5, s->job_floor)) != SQLITE_OK || (rc = step_reset(ij)) != SQLITE_DONE)
+                    (rc = sqlite3_bind_int64(ij, 5, q->id)) != SQLITE_OK || (rc = step_reset(ij)) != SQLITE_DONE)
                     goto fail;
-                q->id = sqlite3_last_insert_rowid(db);
-                s->job_floor = q->id + 1;
-                if (q->id > max_job)
-                    max_job = q->id;
             }
         }
         for (size_t i = 0; i < a->nupd; i++) {
             const qupd *u = &a->upd[i];
             what = "update job";
+            int own = job_inline(u->job_id);
             if (u->outcome == EB_JOB_RETRY) {
-                if ((rc = sqlite3_bind_int64(s->w_retry, 1, u->job_id)) != SQLITE_OK ||
-                    (rc = sqlite3_bind_int64(s->w_retry, 2, (sqlite3_int64)u->attempts)) != SQLITE_OK ||
-                    (rc = sqlite3_bind_int64(s->w_retry, 3, u->next_attempt_ms)) != SQLITE_OK ||
-                    (rc = step_reset(s->w_retry)) != SQLITE_DONE)
+                sqlite3_stmt *st = own ? s->w_retry_inl : s->w_retry;
+                if ((rc = sqlite3_bind_int64(st, 1, own ? u->event_row : u->job_id)) != SQLITE_OK ||
+                    (rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)u->attempts)) != SQLITE_OK ||
+                    (rc = sqlite3_bind_int64(st, 3, u->next_attempt_ms)) != SQLITE_OK || (rc = step_reset(st)) != SQLITE_DONE)
                     goto fail;
                 continue;
             }
             size_t run = finish_run_len(a->upd + i, a->nupd - i);
             if (run >= FINISH_RUN_MIN) {
-                if ((rc = finish_run(s, a->upd + i, run, finished, deleted)) != SQLITE_OK)
+                if ((rc = finish_inline(s, s->w_fin_inl_run, u->event_row, a->upd[i + run - 1].event_row, finished,
+                                        deleted)) != SQLITE_OK)
                     goto fail;
                 i += run - 1;
                 continue;
             }
-            if ((rc = sqlite3_bind_int64(s->w_fin, 1, u->job_id)) != SQLITE_OK || (rc = step_reset(s->w_fin)) != SQLITE_DONE)
-                goto fail;
-            if (sqlite3_changes(db) != 1)
+            uint64_t before = *finished;
+            if (own) {
+                if ((rc = finish_inline(s, s->w_fin_inl, u->event_row, -1, finished, deleted)) != SQLITE_OK)
+                    goto fail;
+            } else {
+                if ((rc = sqlite3_bind_int64(s->w_fin, 1, u->job_id)) != SQLITE_OK ||
+                    (rc = step_reset(s->w_fin)) != SQLITE_DONE)
+                    goto fail;
+                if (sqlite3_changes(db) == 1) {
+                    (*finished)++;
+                    if ((rc = finish_event(s, u->event_row, deleted)) != SQLITE_OK)
+                        goto fail;
+                }
+            }
+            if (*finished == before)
                 continue; /* already finished (a job handed over twice) */
-            (*finished)++;
-            if ((rc = finish_event(s, u->event_row, deleted)) != SQLITE_OK)
-                goto fail;
             if (u->dlq) {
                 what = "insert dead letter";
                 sqlite3_stmt *d = s->w_dead;
@@ -1075,9 +1139,9 @@ fail:
     sqlite3_reset(s->w_fin);
     sqlite3_reset(s->w_dec);
     sqlite3_reset(s->w_evdel);
-    sqlite3_reset(s->w_fin_run);
-    sqlite3_reset(s->w_dec_run);
-    sqlite3_reset(s->w_evdel_run);
+    sqlite3_reset(s->w_fin_inl);
+    sqlite3_reset(s->w_fin_inl_run);
+    sqlite3_reset(s->w_retry_inl);
     sqlite3_reset(s->w_retry);
     sqlite3_reset(s->w_dead);
     *finished = *deleted = 0;
@@ -1405,7 +1469,8 @@ static void finalize_all(sq_store *s)
     sqlite3_stmt **all[] = {&s->w_begin, &s->w_commit, &s->w_rollback, &s->w_ins_event, &s->w_ins_job,
                             &s->w_compact, &s->c_put, &s->c_del, &s->c_scan, &s->c_evscan, &s->w_fin,
                             &s->w_dec, &s->w_evdel, &s->w_retry, &s->w_dead, &s->c_jobscan, &s->c_jobevent,
-                            &s->w_fin_run, &s->w_dec_run, &s->w_evdel_run};
+                            &s->w_fin_inl, &s->w_fin_inl_run, &s->w_retry_inl, &s->c_inlscan,
+                            &s->c_begin, &s->c_end};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         sqlite3_finalize(*all[i]);
         *all[i] = NULL;
@@ -1466,7 +1531,6 @@ static void sq_close(eb_store *s_)
     if (s->wal_fd >= 0)
         close(s->wal_fd);
     free(s->recs);
-    free(s->run_ids);
     free(s->scanbuf);
     pthread_cond_destroy(&s->scv);
     pthread_cond_destroy(&s->sspace);
@@ -1696,7 +1760,8 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
     }
     if (version < SCHEMA_VERSION) {
         if (exec(s->wdb, "BEGIN IMMEDIATE") != SQLITE_OK || (version == 1 && exec(s->wdb, MIGRATE_1_2) != SQLITE_OK) ||
-            exec(s->wdb, SCHEMA) != SQLITE_OK || exec(s->wdb, "PRAGMA user_version=2") != SQLITE_OK ||
+            ((version == 1 || version == 2) && exec(s->wdb, MIGRATE_2_3) != SQLITE_OK) ||
+            exec(s->wdb, SCHEMA) != SQLITE_OK || exec(s->wdb, "PRAGMA user_version=3") != SQLITE_OK ||
             exec(s->wdb, "COMMIT") != SQLITE_OK) {
             eb_set_err(err, errlen, "%s: cannot create the schema: %s", path, sqlite3_errmsg(s->wdb));
             goto fail;
@@ -1745,15 +1810,24 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
     if (prep(s->wdb, "BEGIN IMMEDIATE", &s->w_begin) || prep(s->wdb, "COMMIT", &s->w_commit) ||
         prep(s->wdb, "ROLLBACK", &s->w_rollback) ||
         prep(s->wdb,
-             "INSERT INTO events(id, account, region, bus, time_ms, pending, body, hops)"
-             " VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+             "INSERT INTO events(rowid, id, account, region, bus, time_ms, pending, body, hops, job_rule, job_target,"
+             " job_next) VALUES (" NEXT_ROW("?9") ",?1,?2,?3,?4,?5,?6,?7,?8,?10,?11,?5)",
              &s->w_ins_event) ||
         prep(s->wdb, "DELETE FROM jobs WHERE id = ?1", &s->w_fin) ||
         prep(s->wdb, "UPDATE events SET pending = pending - 1 WHERE rowid = ?1", &s->w_dec) ||
         prep(s->wdb, "DELETE FROM events WHERE rowid = ?1 AND pending = 1", &s->w_evdel) ||
-        prep(s->wdb, "DELETE FROM jobs WHERE id BETWEEN ?1 AND ?2 RETURNING id", &s->w_fin_run) ||
-        prep(s->wdb, "UPDATE events SET pending = pending - 1 WHERE rowid BETWEEN ?1 AND ?2", &s->w_dec_run) ||
-        prep(s->wdb, "DELETE FROM events WHERE rowid BETWEEN ?1 AND ?2 AND pending = 1", &s->w_evdel_run) ||
+        prep(s->wdb,
+             s->keep_all ? "UPDATE events SET job_rule = NULL, job_target = NULL, pending = 0"
+                           " WHERE rowid = ?1 AND job_rule IS NOT NULL"
+                         : "DELETE FROM events WHERE rowid = ?1 AND job_rule IS NOT NULL",
+             &s->w_fin_inl) ||
+        prep(s->wdb,
+             s->keep_all ? "UPDATE events SET job_rule = NULL, job_target = NULL, pending = 0"
+                           " WHERE rowid BETWEEN ?1 AND ?2 AND job_rule IS NOT NULL"
+                         : "DELETE FROM events WHERE rowid BETWEEN ?1 AND ?2 AND job_rule IS NOT NULL",
+             &s->w_fin_inl_run) ||
+        prep(s->wdb, "UPDATE events SET job_attempts = ?2, job_next = ?3 WHERE rowid = ?1 AND job_rule IS NOT NULL",
+             &s->w_retry_inl) ||
         prep(s->wdb, "UPDATE jobs SET attempts = ?2, next_attempt_ms = ?3 WHERE id = ?1", &s->w_retry) ||
         prep(s->wdb,
              "INSERT INTO dlq(queue, time_ms, attrs, rule, target_id, event_id, body) VALUES (?1,?2,?3,?4,?5,?6,?7)",
@@ -1761,13 +1835,13 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
         prep(s->cdb,
              "SELECT id, event, rule, target_id, attempts, next_attempt_ms FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?2",
              &s->c_jobscan) ||
+        prep(s->cdb,
+             "SELECT (rowid << 20) | 1048575, rowid, job_rule, job_target, job_attempts, job_next FROM events"
+             " WHERE rowid > ?1 AND job_rule IS NOT NULL ORDER BY rowid LIMIT ?2",
+             &s->c_inlscan) ||
+        prep(s->cdb, "BEGIN", &s->c_begin) || prep(s->cdb, "COMMIT", &s->c_end) ||
         prep(s->cdb, "SELECT id, time_ms, hops, body FROM events WHERE rowid = ?1", &s->c_jobevent) ||
-        /* id: max + 1 as SQLite would pick, but never below the committer's previous one + 1: a
-         * rowid freed by a finished job is not handed out again while the delivery engine may
-         * still hold that job (the subquery is SQLite's O(log n) max-of-rowid lookup) */
-        prep(s->wdb,
-             "INSERT INTO jobs(id, event, rule, target_id, next_attempt_ms)"
-             " VALUES (max(coalesce((SELECT max(id) FROM jobs), 0) + 1, ?5),?1,?2,?3,?4)",
+        prep(s->wdb, "INSERT INTO jobs(id, event, rule, target_id, next_attempt_ms) VALUES (?5,?1,?2,?3,?4)",
              &s->w_ins_job) ||
         prep(s->wdb,
              "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE pending = 0 AND time_ms < ?1"
@@ -1780,11 +1854,18 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
         eb_set_err(err, errlen, "%s: cannot prepare statements: %s", path, sqlite3_errmsg(s->wdb));
         goto fail;
     }
+    uint64_t n_inl = 0, max_row = 0, max_job_row = 0;
     if (count(s->wdb, "SELECT count(*) FROM events", &s->n_events) != SQLITE_OK ||
-        count(s->wdb, "SELECT count(*) FROM jobs", &s->n_jobs_pending) != SQLITE_OK) {
+        count(s->wdb, "SELECT count(*) FROM jobs", &s->n_jobs_pending) != SQLITE_OK ||
+        count(s->wdb, "SELECT count(*) FROM events WHERE job_rule IS NOT NULL", &n_inl) != SQLITE_OK ||
+        count(s->wdb, "SELECT coalesce(max(rowid), 0) FROM events", &max_row) != SQLITE_OK ||
+        count(s->wdb, "SELECT coalesce(max(id), 0) >> 20 FROM jobs", &max_job_row) != SQLITE_OK) {
         eb_set_err(err, errlen, "%s: %s", path, sqlite3_errmsg(s->wdb));
         goto fail;
     }
+    s->n_jobs_pending += n_inl;
+    s->inl_scan = !s->keep_all || n_inl > 0;
+    atomic_init(&s->ev_floor, (int64_t)(max_row > max_job_row ? max_row : max_job_row) + 1);
 
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

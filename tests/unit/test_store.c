@@ -1140,17 +1140,24 @@ typedef struct {
     eb_store *s;
 } race;
 
+/* Every event here has one job, kept in its row: job id = row << 20 | 0xFFFFF. */
+static int64_t race_key(int64_t job_id)
+{
+    return (job_id & 0xFFFFF) == 0xFFFFF ? job_id >> 20 : -1;
+}
+
 static void race_mark(race *r, unsigned char *set, const eb_store_job_rec *j, size_t n)
 {
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; i < n; i++) {
-        if (j[i].job_id <= 0 || (size_t)j[i].job_id >= r->cap) {
+        int64_t k = race_key(j[i].job_id);
+        if (k <= 0 || (size_t)k >= r->cap) {
             r->out_of_range++;
             continue;
         }
-        if (set[j[i].job_id])
+        if (set[k])
             r->dup++;
-        set[j[i].job_id] = 1;
+        set[k] = 1;
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -1173,7 +1180,8 @@ static int race_want(void *ctx, int64_t id)
 {
     race *r = ctx;
     pthread_mutex_lock(&r->mu);
-    int w = id > 0 && (size_t)id < r->cap && !r->sunk[id];
+    int64_t k = race_key(id);
+    int w = k > 0 && (size_t)k < r->cap && !r->sunk[k];
     pthread_mutex_unlock(&r->mu);
     return w;
 }
@@ -1295,7 +1303,8 @@ static void test_schema_v1(void)
     static job_list l;
     pthread_mutex_init(&l.mu, NULL);
     CHECK(scan_all(s, 10, NULL, &l) == 1);
-    CHECK(l.n == 1 && l.j[0].id == 5 && l.j[0].event_row == 7 && l.j[0].hops == 0 && l.j[0].time_ms == 42);
+    /* the job's id is derived from its event's row now (schema 3): the first job of row 7 */
+    CHECK(l.n == 1 && l.j[0].id == (7 << 20) && l.j[0].event_row == 7 && l.j[0].hops == 0 && l.j[0].time_ms == 42);
     CHECK_STR(l.j[0].body, "{\"id\":\"old-1\"}");
     CHECK_STR(l.j[0].event_id, "old-1");
     /* the new parts work: hops on new events, dead letters */
@@ -1303,7 +1312,7 @@ static void test_schema_v1(void)
     make_event(&e, 9, 64, 1);
     e.ev.hops = 2;
     CHECK(eb_store_append_wait(s, &e.ev, 1, e.jobs, 1) == EB_STORE_OK);
-    eb_job_update u = {.job_id = 5, .event_row = 7, .outcome = EB_JOB_FINISHED, .dlq = "000000000000/us-east-1/q",
+    eb_job_update u = {.job_id = 7 << 20, .event_row = 7, .outcome = EB_JOB_FINISHED, .dlq = "000000000000/us-east-1/q",
                        .dlq_attrs = "{}", .rule = "000000000000/us-east-1/default/r", .target_id = "t",
                        .event_id = "old-1", .body = "{\"id\":\"old-1\"}", .len = 14, .time_ms = 1};
     done_count dc = {0};
@@ -1318,17 +1327,17 @@ static void test_schema_v1(void)
     CHECK(l.n == 1 && l.j[0].hops == 2);
     eb_store_close(s);
 
-    /* the file says version 2 now */
+    /* the file says version 3 now */
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     sqlite3_stmt *st = NULL;
     CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
-    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 3);
     sqlite3_finalize(st);
     sqlite3_close(db);
 
     /* a version newer than this ebridge knows is refused */
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-    CHECK(sqlite3_exec(db, "PRAGMA user_version=3", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "PRAGMA user_version=4", NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     eb_store_options o = {.sync = EB_SYNC_FULL};
     char err[256] = "";
@@ -1399,9 +1408,14 @@ static void test_finish_runs(void)
             eb_store_close(s);
             return;
         }
-        for (size_t i = 1; i < 13; i++) /* consecutive ids; rows consecutive but for e10's second job */
-            CHECK(jl.j[i].id == jl.j[i - 1].id + 1 &&
-                  jl.j[i].event_row == jl.j[i - 1].event_row + (i == 11 ? 0 : 1));
+        /* rows consecutive but for e10's second job; ids derived from them: an event's only job is
+         * kept in its row (index 0xFFFFF) unless retention keeps finished events, e10's two jobs
+         * (in the jobs table) have indexes 0 and 1 */
+        for (size_t i = 0; i < 13; i++) {
+            int64_t idx = i == 11 ? 1 : i == 10 || keep ? 0 : 0xFFFFF;
+            CHECK(jl.j[i].id == ((jl.j[i].event_row << 20) | idx));
+            CHECK(i == 0 || jl.j[i].event_row == jl.j[i - 1].event_row + (i == 11 ? 0 : 1));
+        }
         done_count dc = {0};
         unsigned calls = 0;
         count_events(s, 12, 13, 13);
@@ -1432,6 +1446,108 @@ static void test_finish_runs(void)
     }
 }
 
+/* A version-2 store (every job in the jobs table, ids from their own
+ * sequence) opens with derived job ids, in their order within each event;
+ * new events get their only job kept in their own row; scans merge both,
+ * in pages smaller than the queue, and outcomes reach both kinds. */
+static void test_schema_v2(void)
+{
+    char dir[300], path[400];
+    subdir(dir, sizeof dir, "v2");
+    CHECK(mkdir(dir, 0700) == 0);
+    snprintf(path, sizeof path, "%s/ebridge.db", dir);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    const char *v2 =
+        "PRAGMA page_size=16384;"
+        "CREATE TABLE docs(kind TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL,"
+        " PRIMARY KEY (kind, key)) WITHOUT ROWID;"
+        "CREATE TABLE events(rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, account TEXT NOT NULL,"
+        " region TEXT NOT NULL, bus TEXT NOT NULL, time_ms INTEGER NOT NULL, pending INTEGER NOT NULL,"
+        " body BLOB NOT NULL, hops INTEGER NOT NULL DEFAULT 0);"
+        "CREATE INDEX events_done ON events(time_ms) WHERE pending = 0;"
+        "CREATE TABLE jobs(id INTEGER PRIMARY KEY, event INTEGER NOT NULL, rule TEXT NOT NULL,"
+        " target_id TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,"
+        " next_attempt_ms INTEGER NOT NULL);"
+        "CREATE TABLE dlq(id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, time_ms INTEGER NOT NULL,"
+        " attrs TEXT NOT NULL, rule TEXT NOT NULL, target_id TEXT NOT NULL, event_id TEXT NOT NULL, body BLOB NOT NULL);"
+        "INSERT INTO events VALUES (3, 'a', '000000000000', 'us-east-1', 'default', 40, 2, '{\"id\":\"a\"}', 0);"
+        "INSERT INTO events VALUES (9, 'b', '000000000000', 'us-east-1', 'default', 41, 1, '{\"id\":\"b\"}', 1);"
+        "INSERT INTO jobs(id, event, rule, target_id, attempts, next_attempt_ms) VALUES"
+        " (11, 3, '000000000000/us-east-1/default/r', 't1', 0, 40),"
+        " (12, 9, '000000000000/us-east-1/default/r', 't1', 2, 99),"
+        " (14, 3, '000000000000/us-east-1/default/r', 't2', 0, 40);"
+        "PRAGMA user_version=2;";
+    char *msg = NULL;
+    CHECK(sqlite3_exec(db, v2, NULL, NULL, &msg) == SQLITE_OK);
+    if (msg)
+        fprintf(stderr, "v2 schema: %s\n", msg);
+    sqlite3_free(msg);
+    sqlite3_close(db);
+
+    eb_store *s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    /* two new events after the old ones: one job (kept in its row), two jobs */
+    one_event n1, n2;
+    make_event(&n1, 20, 64, 1);
+    make_event(&n2, 21, 64, 2);
+    CHECK(eb_store_append_wait(s, &n1.ev, 1, n1.jobs, 1) == EB_STORE_OK);
+    CHECK(eb_store_append_wait(s, &n2.ev, 1, n2.jobs, 2) == EB_STORE_OK);
+    eb_store_stats st;
+    CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK && st.jobs_pending == 6 && st.events == 4);
+    static job_list l;
+    memset(&l, 0, sizeof l);
+    pthread_mutex_init(&l.mu, NULL);
+    CHECK(scan_all(s, 2, NULL, &l) == 6); /* pages of 2: 2 + 2 + 2 (+ 0) */
+    CHECK(l.n == 6);
+    if (l.n != 6) {
+        eb_store_close(s);
+        return;
+    }
+    int64_t r1 = l.j[3].event_row, r2 = l.j[4].event_row;
+    CHECK(l.j[0].id == (3 << 20) && l.j[1].id == ((3 << 20) | 1) && l.j[2].id == (9 << 20));
+    CHECK_STR(l.j[0].target, "t1");
+    CHECK_STR(l.j[1].target, "t2");
+    CHECK(l.j[2].attempts == 2 && l.j[2].next == 99 && l.j[2].hops == 1);
+    CHECK_STR(l.j[2].body, "{\"id\":\"b\"}");
+    CHECK(r1 > 9 && r2 == r1 + 1);
+    CHECK(l.j[3].id == ((r1 << 20) | 0xFFFFF) && l.j[4].id == (r2 << 20) && l.j[5].id == ((r2 << 20) | 1));
+    CHECK_STR(l.j[3].body, n1.body);
+    CHECK(l.j[3].next == n1.ev.time_ms && l.j[3].attempts == 0);
+    /* a retry of the in-row job is kept; want() and after skip as before */
+    done_count dc = {0};
+    eb_job_update u = {.job_id = l.j[3].id, .event_row = r1, .outcome = EB_JOB_RETRY, .attempts = 3,
+                       .next_attempt_ms = 777};
+    CHECK(eb_store_job_update(s, &u, 1, count_done, &dc) == EB_STORE_OK);
+    wait_calls(&dc, 1);
+    int64_t id_in_row = l.j[3].id;
+    memset(&l, 0, sizeof l);
+    pthread_mutex_init(&l.mu, NULL);
+    int64_t last = 0;
+    CHECK(eb_store_job_scan(s, (9 << 20), 10, &last, NULL, (eb_store_jobs_fn)copy_jobs, &l) == 3);
+    CHECK(l.n == 3 && l.j[0].id == id_in_row && l.j[0].attempts == 3 && l.j[0].next == 777);
+    CHECK(last == ((r2 << 20) | 1));
+    /* finish everything: old jobs, the in-row one, the new table ones */
+    int64_t ids[6] = {3 << 20, (3 << 20) | 1, 9 << 20, id_in_row, r2 << 20, (r2 << 20) | 1};
+    int64_t rows[6] = {3, 3, 9, r1, r2, r2};
+    eb_job_update f[6];
+    for (int i = 0; i < 6; i++)
+        f[i] = (eb_job_update){.job_id = ids[i], .event_row = rows[i], .outcome = EB_JOB_FINISHED};
+    CHECK(eb_store_job_update(s, f, 6, count_done, &dc) == EB_STORE_OK);
+    wait_calls(&dc, 2);
+    CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK && st.jobs_pending == 0 && st.events == 0);
+    eb_store_close(s);
+    s = open_dir(dir, EB_SYNC_FULL, 0);
+    CHECK(s != NULL);
+    if (s) {
+        CHECK(eb_store_stats_get(s, &st) == EB_STORE_OK && st.jobs_pending == 0 && st.events == 0);
+        eb_store_close(s);
+    }
+    rm_store_dir(dir);
+}
+
 int main(void)
 {
     const char *crash_dir = getenv("EB_TEST_STORE_CRASH_DIR"), *crash_fd_s = getenv("EB_TEST_STORE_CRASH_FD");
@@ -1453,6 +1569,7 @@ int main(void)
     RUN(test_job_scan_vs_sink);
     RUN(test_finish_runs);
     RUN(test_schema_v1);
+    RUN(test_schema_v2);
     rmdir(root);
     return TEST_REPORT();
 }
