@@ -273,7 +273,7 @@ typedef struct {
      * the committer writes the next transaction. */
     sqlite3_stmt *w_fin, *w_dec, *w_evdel, *w_retry, *w_dead;
     /* an event's own job (JOB_INLINE): finish one / a run of consecutive events, retry one */
-    sqlite3_stmt *w_fin_inl, *w_fin_inl_run, *w_retry_inl;
+    sqlite3_stmt *w_fin_inl, *w_fin_inl_run, *w_retry_inl, *w_maxrow;
     int wal_fd; /* -1: SQLite syncs each commit itself (synchronous=FULL) */
     pthread_t syncer;
     int have_syncer;
@@ -291,15 +291,29 @@ typedef struct {
 } sq_store;
 
 
-/* An event's rowid: max + 1 as SQLite would pick (another process, the dead-letters CLI, may have
- * added rows), but never below the floor. */
-#define NEXT_ROW(floor) "max(coalesce((SELECT max(rowid) FROM events), 0) + 1, " floor ")"
-
-static void raise_floor(sq_store *s, int64_t row)
+/* Event rowids come from ev_floor, raised at the start of every write
+ * transaction past the table's last rowid (another process, the dead-letters
+ * CLI, may have added rows; none can while the transaction holds the write
+ * lock). st: MAX_ROW_SQL prepared on the transaction's connection, or NULL
+ * to prepare it on db now. Returns an SQLite code. */
+#define MAX_ROW_SQL "SELECT coalesce(max(rowid), 0) FROM events"
+static int sync_floor(sq_store *s, sqlite3 *db, sqlite3_stmt *st)
 {
-    int64_t f = atomic_load(&s->ev_floor);
-    while (f <= row && !atomic_compare_exchange_weak(&s->ev_floor, &f, row + 1))
-        ;
+    sqlite3_stmt *own = NULL;
+    int rc = st ? SQLITE_OK : sqlite3_prepare_v2(db, MAX_ROW_SQL, -1, &own, NULL);
+    if (!st)
+        st = own;
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t row = sqlite3_column_int64(st, 0), f = atomic_load(&s->ev_floor);
+        while (f <= row && !atomic_compare_exchange_weak(&s->ev_floor, &f, row + 1))
+            ;
+        rc = SQLITE_OK;
+    }
+    if (own)
+        sqlite3_finalize(own);
+    else if (st)
+        sqlite3_reset(st);
+    return rc;
 }
 
 static size_t slen(const char *s)
@@ -730,7 +744,7 @@ static int sq_dead_redrive(eb_store *s_, int64_t id, int64_t now_ms)
     int64_t row = 0;
     rc = sqlite3_prepare_v2(s->cdb,
                             "INSERT INTO events(rowid, id, account, region, bus, time_ms, pending, body, hops)"
-                            " VALUES (" NEXT_ROW("?7") ",?1,?2,?3,?4,?5,1,?6,0)",
+                            " VALUES (?7,?1,?2,?3,?4,?5,1,?6,0)",
                             -1, &ins, NULL);
     if (rc == SQLITE_OK)
         rc = bind_text(ins, 1, event_id, strlen(event_id));
@@ -744,12 +758,10 @@ static int sq_dead_redrive(eb_store *s_, int64_t id, int64_t now_ms)
         rc = sqlite3_bind_int64(ins, 5, now_ms);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_blob64(ins, 6, blen ? body : "", (sqlite3_uint64)blen, SQLITE_STATIC);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(ins, 7, atomic_load(&s->ev_floor));
+    if (rc == SQLITE_OK && (rc = sync_floor(s, s->cdb, NULL)) == SQLITE_OK)
+        rc = sqlite3_bind_int64(ins, 7, row = atomic_fetch_add(&s->ev_floor, 1));
     if (rc == SQLITE_OK && sqlite3_step(ins) != SQLITE_DONE)
         rc = SQLITE_ERROR;
-    if (rc == SQLITE_OK)
-        raise_floor(s, row = sqlite3_last_insert_rowid(s->cdb));
     sqlite3_finalize(ins);
     ins = NULL;
     if (rc == SQLITE_OK) {
@@ -1029,6 +1041,9 @@ static int write_batch(sq_store *s, qappend *batch, size_t nev, uint64_t *finish
     int rc = step_reset(s->w_begin);
     if (rc != SQLITE_DONE)
         goto fail;
+    what = "max rowid";
+    if (nev && (rc = sync_floor(s, db, s->w_maxrow)) != SQLITE_OK)
+        goto fail;
     sqlite3_stmt *ie = s->w_ins_event, *ij = s->w_ins_job;
     for (qappend *a = batch; a; a = a->next) {
         for (size_t i = 0; i < a->nev; i++) {
@@ -1037,7 +1052,8 @@ static int write_batch(sq_store *s, qappend *batch, size_t nev, uint64_t *finish
             /* an only job is kept in the event's row (without retention: with it, finished events
              * stay, and scans for such jobs would walk them) */
             const qjob *own = e->njobs == 1 && !s->keep_all ? &a->jobs[e->first_job] : NULL;
-            if ((rc = sqlite3_bind_int64(ie, 9, atomic_load(&s->ev_floor))) != SQLITE_OK ||
+            int64_t row = atomic_fetch_add(&s->ev_floor, 1);
+            if ((rc = sqlite3_bind_int64(ie, 9, row)) != SQLITE_OK ||
                 (rc = own ? bind_text(ie, 10, own->rule, own->rule_n) : sqlite3_bind_null(ie, 10)) != SQLITE_OK ||
                 (rc = own ? bind_text(ie, 11, own->target, own->target_n) : sqlite3_bind_null(ie, 11)) != SQLITE_OK ||
                 (rc = bind_text(ie, 1, e->id, e->id_n)) != SQLITE_OK ||
@@ -1050,8 +1066,6 @@ static int write_batch(sq_store *s, qappend *batch, size_t nev, uint64_t *finish
                 (rc = sqlite3_bind_int64(ie, 8, (sqlite3_int64)e->hops)) != SQLITE_OK ||
                 (rc = step_reset(ie)) != SQLITE_DONE)
                 goto fail;
-            int64_t row = sqlite3_last_insert_rowid(db);
-            raise_floor(s, row);
             a->ev[i].row = row;
             if (own) {
                 a->jobs[e->first_job].id = max_job = job_id_of(row, JOB_INLINE);
@@ -1469,7 +1483,7 @@ static void finalize_all(sq_store *s)
     sqlite3_stmt **all[] = {&s->w_begin, &s->w_commit, &s->w_rollback, &s->w_ins_event, &s->w_ins_job,
                             &s->w_compact, &s->c_put, &s->c_del, &s->c_scan, &s->c_evscan, &s->w_fin,
                             &s->w_dec, &s->w_evdel, &s->w_retry, &s->w_dead, &s->c_jobscan, &s->c_jobevent,
-                            &s->w_fin_inl, &s->w_fin_inl_run, &s->w_retry_inl, &s->c_inlscan,
+                            &s->w_fin_inl, &s->w_fin_inl_run, &s->w_retry_inl, &s->w_maxrow, &s->c_inlscan,
                             &s->c_begin, &s->c_end};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         sqlite3_finalize(*all[i]);
@@ -1811,7 +1825,7 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
         prep(s->wdb, "ROLLBACK", &s->w_rollback) ||
         prep(s->wdb,
              "INSERT INTO events(rowid, id, account, region, bus, time_ms, pending, body, hops, job_rule, job_target,"
-             " job_next) VALUES (" NEXT_ROW("?9") ",?1,?2,?3,?4,?5,?6,?7,?8,?10,?11,?5)",
+             " job_next) VALUES (?9,?1,?2,?3,?4,?5,?6,?7,?8,?10,?11,?5)",
              &s->w_ins_event) ||
         prep(s->wdb, "DELETE FROM jobs WHERE id = ?1", &s->w_fin) ||
         prep(s->wdb, "UPDATE events SET pending = pending - 1 WHERE rowid = ?1", &s->w_dec) ||
@@ -1839,7 +1853,7 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
              "SELECT (rowid << 20) | 1048575, rowid, job_rule, job_target, job_attempts, job_next FROM events"
              " WHERE rowid > ?1 AND job_rule IS NOT NULL ORDER BY rowid LIMIT ?2",
              &s->c_inlscan) ||
-        prep(s->cdb, "BEGIN", &s->c_begin) || prep(s->cdb, "COMMIT", &s->c_end) ||
+        prep(s->cdb, "BEGIN", &s->c_begin) || prep(s->wdb, MAX_ROW_SQL, &s->w_maxrow) || prep(s->cdb, "COMMIT", &s->c_end) ||
         prep(s->cdb, "SELECT id, time_ms, hops, body FROM events WHERE rowid = ?1", &s->c_jobevent) ||
         prep(s->wdb, "INSERT INTO jobs(id, event, rule, target_id, next_attempt_ms) VALUES (?5,?1,?2,?3,?4)",
              &s->w_ins_job) ||
