@@ -14,6 +14,7 @@
 #include <ebridge/pattern.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,7 @@ struct eb_core {
     eb_matcher **pool;
     size_t npool, cappool;
     eb_conns *conns; /* connections and API destinations: own lock (connections.c) */
+    _Atomic uint64_t gen; /* eb_core_generation */
 };
 
 static const char *const PREDEFINED[] = {"aws.events.rule-arn", "aws.events.rule-name",
@@ -1577,6 +1579,7 @@ json_t *eb_core_call(eb_core *c, const eb_caller *who, const char *op, json_t *r
             continue;
         pthread_rwlock_wrlock(&c->lock);
         json_t *out = OPS[i].fn(c, who, req, e);
+        atomic_fetch_add(&c->gen, 1);
         pthread_rwlock_unlock(&c->lock);
         return out;
     }
@@ -2057,6 +2060,32 @@ void eb_target_info_free(eb_target_info *t)
     free(t->account); /* one allocation holds all five strings */
     json_decref(t->target);
     memset(t, 0, sizeof *t);
+}
+
+uint64_t eb_core_generation(eb_core *c)
+{
+    return atomic_load(&c->gen);
+}
+
+int eb_target_info_copy(eb_target_info *dst, const eb_target_info *src)
+{
+    memset(dst, 0, sizeof *dst);
+    const char *strs[5] = {src->account, src->region, src->bus, src->rule, src->rule_arn};
+    size_t lens[5], total = 0;
+    for (int k = 0; k < 5; k++)
+        total += (lens[k] = strs[k] ? strlen(strs[k]) + 1 : 1);
+    char *p = malloc(total);
+    if (!p)
+        return -1;
+    char **out[5] = {&dst->account, &dst->region, &dst->bus, &dst->rule, &dst->rule_arn};
+    for (int k = 0; k < 5; k++) { /* one allocation, account first: as eb_target_info_free expects */
+        memcpy(p, strs[k] ? strs[k] : "", lens[k]);
+        *out[k] = p;
+        p += lens[k];
+    }
+    dst->enabled = src->enabled;
+    dst->target = json_incref(src->target);
+    return 0;
 }
 
 int eb_core_target_get(eb_core *c, const char *rule_key, const char *target_id, eb_target_info *out)

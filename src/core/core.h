@@ -105,6 +105,13 @@ typedef struct {
 /* 0 with *out filled, -1 when the rule or target no longer exists. */
 int eb_core_target_get(eb_core *c, const char *rule_key, const char *target_id, eb_target_info *out);
 void eb_target_info_free(eb_target_info *t);
+/* *dst = a copy of src (its own strings, another reference to the target); -1 when out of memory. */
+int eb_target_info_copy(eb_target_info *dst, const eb_target_info *src);
+
+/* Goes up with every control-plane call (before its lock is released): a
+ * target looked up after reading generation g is current while the
+ * generation is still g (the delivery engine caches lookups on it). */
+uint64_t eb_core_generation(eb_core *c);
 
 /* Bus-to-bus delivery (reference §4.5): the event is matched against the
  * enabled rules of the bus `bus_arn` and stored with their jobs, envelope

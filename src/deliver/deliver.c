@@ -198,6 +198,9 @@ struct eb_deliver {
     char **ub_strs;               /* ... strings they own */
     size_t nub, nub_ids, nub_strs, capub;
     eb_deliver_stats last_summary;
+    struct tcent **tc; /* target lookups of core generation tc_gen (tc_lookup) */
+    size_t ntc_b, ntc;
+    uint64_t tc_gen;
     json_t *sched_state; /* rule key -> last fired seconds (as loaded) */
 
     eb_httpc *http;
@@ -211,6 +214,103 @@ struct eb_deliver {
     logline *lhead, **ltail;
     int lstop;
 };
+
+/* ---- target lookups -------------------------------------------------------------------- */
+
+/* One cached eb_core_target_get answer (dispatcher thread only): key is
+ * "RULE_KEY\0TARGET_ID". Every attempt still sees the target as it is now:
+ * the whole cache goes when the core's generation moves (any control-plane
+ * call). */
+typedef struct tcent {
+    struct tcent *next;
+    uint64_t h;
+    int found;
+    eb_target_info ti;
+    size_t rn, tn;
+    char key[];
+} tcent;
+
+#define TC_MAX 65536 /* entries; past it the cache starts over */
+
+static uint64_t tc_hash(const char *rule, size_t rn, const char *target, size_t tn)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < rn; i++)
+        h = (h ^ (unsigned char)rule[i]) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (size_t i = 0; i < tn; i++)
+        h = (h ^ (unsigned char)target[i]) * 1099511628211ull;
+    return h;
+}
+
+static void tc_clear(eb_deliver *d)
+{
+    for (size_t b = 0; b < d->ntc_b; b++)
+        for (tcent *e = d->tc[b], *n; e; e = n) {
+            n = e->next;
+            eb_target_info_free(&e->ti);
+            free(e);
+        }
+    free(d->tc);
+    d->tc = NULL;
+    d->ntc_b = d->ntc = 0;
+}
+
+/* eb_core_target_get through the cache: 0 with *out filled (the caller's own
+ * copy), -1 when the rule or target does not exist (or out of memory). */
+static int tc_lookup(eb_deliver *d, const char *rule, const char *target, eb_target_info *out)
+{
+    uint64_t gen = eb_core_generation(d->cfg.core); /* before the lookup: see eb_core_generation */
+    if (gen != d->tc_gen || d->ntc >= TC_MAX) {
+        tc_clear(d);
+        d->tc_gen = gen;
+    }
+    size_t rn = strlen(rule), tn = strlen(target);
+    uint64_t h = tc_hash(rule, rn, target, tn);
+    if (d->ntc_b)
+        for (tcent *e = d->tc[h & (d->ntc_b - 1)]; e; e = e->next)
+            if (e->h == h && e->rn == rn && e->tn == tn && !memcmp(e->key, rule, rn) &&
+                !memcmp(e->key + rn + 1, target, tn)) {
+                if (!e->found)
+                    return -1;
+                return eb_target_info_copy(out, &e->ti);
+            }
+    int rc = eb_core_target_get(d->cfg.core, rule, target, out);
+    if (d->ntc + 1 > d->ntc_b) { /* grow (or start) the table */
+        size_t nb = d->ntc_b ? d->ntc_b * 2 : 64;
+        tcent **t = calloc(nb, sizeof *t);
+        if (!t)
+            return rc;
+        for (size_t b = 0; b < d->ntc_b; b++)
+            for (tcent *e = d->tc[b], *n; e; e = n) {
+                n = e->next;
+                e->next = t[e->h & (nb - 1)];
+                t[e->h & (nb - 1)] = e;
+            }
+        free(d->tc);
+        d->tc = t;
+        d->ntc_b = nb;
+    }
+    tcent *e = malloc(sizeof *e + rn + tn + 2);
+    if (!e)
+        return rc;
+    e->h = h;
+    e->rn = rn;
+    e->tn = tn;
+    memcpy(e->key, rule, rn + 1);
+    memcpy(e->key + rn + 1, target, tn + 1);
+    e->found = rc == 0;
+    if (e->found && eb_target_info_copy(&e->ti, out)) {
+        free(e);
+        return rc;
+    }
+    if (!e->found)
+        memset(&e->ti, 0, sizeof e->ti);
+    e->next = d->tc[h & (d->ntc_b - 1)];
+    d->tc[h & (d->ntc_b - 1)] = e;
+    d->ntc++;
+    return rc;
+}
 
 /* ---- time --------------------------------------------------------------------------- */
 
@@ -1787,7 +1887,7 @@ static void lane_pump(eb_deliver *d, lane *l)
 static void route(eb_deliver *d, job *j)
 {
     eb_target_info_free(&j->ti);
-    if (eb_core_target_get(d->cfg.core, j->rule, j->target_id, &j->ti)) {
+    if (tc_lookup(d, j->rule, j->target_id, &j->ti)) {
         j->state = J_INFLIGHT;
         compl o = {.j = j, .cls = OUT_DROP};
         outcome(d, &o);
@@ -2268,6 +2368,7 @@ static void free_all(eb_deliver *d)
             job_free(j);
         }
     free(d->buckets);
+    tc_clear(d);
     free(d->heap);
     for (size_t b = 0; b < d->nlanes_b; b++)
         for (lane *l = d->lanes[b], *nx; l; l = nx) {
