@@ -1261,14 +1261,25 @@ static void test_job_scan_vs_sink(void)
 
 /* ---- schema v1 (before the queue) is migrated on open ----------------------------------------- */
 
+/* A store file written by an older ebridge: dir/ebridge.db made by `sql`. */
+static void write_old_store(const char *dir, char *path, size_t pathlen, const char *sql, const char *what)
+{
+    CHECK(mkdir(dir, 0700) == 0);
+    snprintf(path, pathlen, "%s/ebridge.db", dir);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    char *msg = NULL;
+    CHECK(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK);
+    if (msg)
+        fprintf(stderr, "%s schema: %s\n", what, msg);
+    sqlite3_free(msg);
+    sqlite3_close(db);
+}
+
 static void test_schema_v1(void)
 {
     char dir[300], path[400];
     subdir(dir, sizeof dir, "v1");
-    CHECK(mkdir(dir, 0700) == 0);
-    snprintf(path, sizeof path, "%s/ebridge.db", dir);
-    sqlite3 *db = NULL;
-    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     /* the v1 schema, as ebridge wrote it before the delivery queue */
     const char *v1 =
         "CREATE TABLE docs(kind TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL,"
@@ -1286,12 +1297,8 @@ static void test_schema_v1(void)
         "INSERT INTO jobs(id, event, rule, target_id, next_attempt_ms) VALUES"
         " (5, 7, '000000000000/us-east-1/default/r', 't', 42);"
         "PRAGMA user_version=1;";
-    char *msg = NULL;
-    CHECK(sqlite3_exec(db, v1, NULL, NULL, &msg) == SQLITE_OK);
-    if (msg)
-        fprintf(stderr, "v1 schema: %s\n", msg);
-    sqlite3_free(msg);
-    sqlite3_close(db);
+    write_old_store(dir, path, sizeof path, v1, "v1");
+    sqlite3 *db = NULL;
 
     eb_store *s = open_dir(dir, EB_SYNC_FULL, 0);
     CHECK(s != NULL);
@@ -1454,10 +1461,6 @@ static void test_schema_v2(void)
 {
     char dir[300], path[400];
     subdir(dir, sizeof dir, "v2");
-    CHECK(mkdir(dir, 0700) == 0);
-    snprintf(path, sizeof path, "%s/ebridge.db", dir);
-    sqlite3 *db = NULL;
-    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     const char *v2 =
         "PRAGMA page_size=16384;"
         "CREATE TABLE docs(kind TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL,"
@@ -1478,12 +1481,7 @@ static void test_schema_v2(void)
         " (12, 9, '000000000000/us-east-1/default/r', 't1', 2, 99),"
         " (14, 3, '000000000000/us-east-1/default/r', 't2', 0, 40);"
         "PRAGMA user_version=2;";
-    char *msg = NULL;
-    CHECK(sqlite3_exec(db, v2, NULL, NULL, &msg) == SQLITE_OK);
-    if (msg)
-        fprintf(stderr, "v2 schema: %s\n", msg);
-    sqlite3_free(msg);
-    sqlite3_close(db);
+    write_old_store(dir, path, sizeof path, v2, "v2");
 
     eb_store *s = open_dir(dir, EB_SYNC_FULL, 0);
     CHECK(s != NULL);
