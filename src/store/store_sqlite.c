@@ -106,6 +106,10 @@
  * order (event rowids are never reused while the store is open: ev_floor) and say where a job lives. */
 #define JOB_IDX_BITS 20
 #define JOB_INLINE ((int64_t)((1 << JOB_IDX_BITS) - 1))
+/* the same in SQL text */
+#define SQL_STR_(x) #x
+#define SQL_STR(x) SQL_STR_(x)
+#define SQL_IDX_BITS SQL_STR(JOB_IDX_BITS)
 #define MAX_EVENT_JOBS ((uint32_t)JOB_INLINE) /* jobs of one event: indexes 0 .. JOB_INLINE-1 */
 static int64_t job_id_of(int64_t row, int64_t idx)
 {
@@ -171,7 +175,7 @@ static const char MIGRATE_2_3[] =
     " target_id TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,"
     " next_attempt_ms INTEGER NOT NULL);"
     "INSERT INTO jobs3(id, event, rule, target_id, state, attempts, next_attempt_ms)"
-    " SELECT (event << 20) + row_number() OVER (PARTITION BY event ORDER BY id) - 1,"
+    " SELECT (event << " SQL_IDX_BITS ") + row_number() OVER (PARTITION BY event ORDER BY id) - 1,"
     " event, rule, target_id, state, attempts, next_attempt_ms FROM jobs;"
     "DROP TABLE jobs;"
     "ALTER TABLE jobs3 RENAME TO jobs;";
@@ -264,7 +268,7 @@ typedef struct {
     pthread_t committer;
     uint64_t n_events, n_jobs_pending, n_commits, n_appends;
     int64_t pending_max; /* the highest job id written by the committer (set before its COMMIT) */
-    /* The next event rowid is at least this (NEXT_ROW): rowids, and so job ids, are never reused
+    /* The next event rowid is at least this (sync_floor): rowids, and so job ids, are never reused
      * while the store is open, as the delivery engine may still hold a finished job's id. */
     _Atomic int64_t ev_floor;
 
@@ -1008,8 +1012,8 @@ static int finish_event(sq_store *s, int64_t row, uint64_t *deleted)
 static size_t finish_run_len(const qupd *u, size_t n)
 {
     size_t k = 0;
-    while (k < n && u[k].outcome == EB_JOB_FINISHED && !u[k].dlq && job_inline(u[k].job_id) &&
-           u[k].job_id == job_id_of(u[k].event_row, JOB_INLINE) && (k == 0 || u[k].event_row == u[k - 1].event_row + 1))
+    while (k < n && u[k].outcome == EB_JOB_FINISHED && !u[k].dlq && u[k].job_id == job_id_of(u[k].event_row, JOB_INLINE) &&
+           (k == 0 || u[k].event_row == u[k - 1].event_row + 1))
         k++;
     return k;
 }
@@ -1850,7 +1854,8 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
              "SELECT id, event, rule, target_id, attempts, next_attempt_ms FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?2",
              &s->c_jobscan) ||
         prep(s->cdb,
-             "SELECT (rowid << 20) | 1048575, rowid, job_rule, job_target, job_attempts, job_next FROM events"
+             "SELECT (rowid << " SQL_IDX_BITS ") | ((1 << " SQL_IDX_BITS ") - 1), rowid, job_rule, job_target,"
+             " job_attempts, job_next FROM events"
              " WHERE rowid > ?1 AND job_rule IS NOT NULL ORDER BY rowid LIMIT ?2",
              &s->c_inlscan) ||
         prep(s->cdb, "BEGIN", &s->c_begin) || prep(s->wdb, MAX_ROW_SQL, &s->w_maxrow) || prep(s->cdb, "COMMIT", &s->c_end) ||
@@ -1872,8 +1877,8 @@ eb_store *eb_store_open_sqlite(const char *dir, const eb_store_options *opt, cha
     if (count(s->wdb, "SELECT count(*) FROM events", &s->n_events) != SQLITE_OK ||
         count(s->wdb, "SELECT count(*) FROM jobs", &s->n_jobs_pending) != SQLITE_OK ||
         count(s->wdb, "SELECT count(*) FROM events WHERE job_rule IS NOT NULL", &n_inl) != SQLITE_OK ||
-        count(s->wdb, "SELECT coalesce(max(rowid), 0) FROM events", &max_row) != SQLITE_OK ||
-        count(s->wdb, "SELECT coalesce(max(id), 0) >> 20 FROM jobs", &max_job_row) != SQLITE_OK) {
+        count(s->wdb, MAX_ROW_SQL, &max_row) != SQLITE_OK ||
+        count(s->wdb, "SELECT coalesce(max(id), 0) >> " SQL_IDX_BITS " FROM jobs", &max_job_row) != SQLITE_OK) {
         eb_set_err(err, errlen, "%s: %s", path, sqlite3_errmsg(s->wdb));
         goto fail;
     }
