@@ -220,11 +220,11 @@ struct eb_deliver {
 /* One cached eb_core_target_get answer (dispatcher thread only): key is
  * "RULE_KEY\0TARGET_ID". Every attempt still sees the target as it is now:
  * the whole cache goes when the core's generation moves (any control-plane
- * call). */
+ * call). Only targets found are kept (a failed lookup may also be out of
+ * memory). */
 typedef struct tcent {
     struct tcent *next;
     uint64_t h;
-    int found;
     eb_target_info ti;
     size_t rn, tn;
     char key[];
@@ -270,12 +270,11 @@ static int tc_lookup(eb_deliver *d, const char *rule, const char *target, eb_tar
     if (d->ntc_b)
         for (tcent *e = d->tc[h & (d->ntc_b - 1)]; e; e = e->next)
             if (e->h == h && e->rn == rn && e->tn == tn && !memcmp(e->key, rule, rn) &&
-                !memcmp(e->key + rn + 1, target, tn)) {
-                if (!e->found)
-                    return -1;
+                !memcmp(e->key + rn + 1, target, tn))
                 return eb_target_info_copy(out, &e->ti);
-            }
     int rc = eb_core_target_get(d->cfg.core, rule, target, out);
+    if (rc)
+        return rc;
     if (d->ntc + 1 > d->ntc_b) { /* grow (or start) the table */
         size_t nb = d->ntc_b ? d->ntc_b * 2 : 64;
         tcent **t = calloc(nb, sizeof *t);
@@ -299,13 +298,10 @@ static int tc_lookup(eb_deliver *d, const char *rule, const char *target, eb_tar
     e->tn = tn;
     memcpy(e->key, rule, rn + 1);
     memcpy(e->key + rn + 1, target, tn + 1);
-    e->found = rc == 0;
-    if (e->found && eb_target_info_copy(&e->ti, out)) {
+    if (eb_target_info_copy(&e->ti, out)) {
         free(e);
         return rc;
     }
-    if (!e->found)
-        memset(&e->ti, 0, sizeof e->ti);
     e->next = d->tc[h & (d->ntc_b - 1)];
     d->tc[h & (d->ntc_b - 1)] = e;
     d->ntc++;
