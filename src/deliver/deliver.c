@@ -234,13 +234,7 @@ typedef struct tcent {
 
 static uint64_t tc_hash(const char *rule, size_t rn, const char *target, size_t tn)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < rn; i++)
-        h = (h ^ (unsigned char)rule[i]) * 1099511628211ull;
-    h = (h ^ 0xff) * 1099511628211ull;
-    for (size_t i = 0; i < tn; i++)
-        h = (h ^ (unsigned char)target[i]) * 1099511628211ull;
-    return h;
+    return eb_fnv1a(eb_fnv1a(EB_FNV1A_INIT, rule, rn + 1 /* and its NUL */), target, tn);
 }
 
 static void tc_clear(eb_deliver *d)
@@ -569,10 +563,7 @@ static job *heap_pop(eb_deliver *d)
 
 static size_t lslot(const eb_deliver *d, const char *key)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return (size_t)h & (d->nlanes_b - 1);
+    return (size_t)eb_fnv1a(EB_FNV1A_INIT, key, strlen(key)) & (d->nlanes_b - 1);
 }
 
 static lane *lane_get(eb_deliver *d, const char *key, int kind, unsigned max)

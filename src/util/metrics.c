@@ -101,16 +101,16 @@ struct eb_metrics {
 static uint64_t mix_str(uint64_t h, const char *s)
 {
     /* FNV-1a; a presence byte keeps NULL and "" apart */
-    h = (h ^ (s ? 1u : 2u)) * 0x100000001b3ull;
-    if (s)
-        for (; *s; s++)
-            h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return h;
+    unsigned char present = s ? 1u : 2u;
+    h = eb_fnv1a(h, &present, 1);
+    return s ? eb_fnv1a(h, s, strlen(s)) : h;
 }
 
 static uint64_t series_hash(eb_metric_id id, const char *bus, const char *rule)
 {
-    uint64_t h = (0xcbf29ce484222325ull ^ (uint64_t)id) * 0x100000001b3ull;
+    _Static_assert(EB_M_COUNT <= 256, "metric ids hash as one byte");
+    unsigned char idb = (unsigned char)id;
+    uint64_t h = eb_fnv1a(EB_FNV1A_INIT, &idb, 1);
     h = mix_str(h, bus);
     h = mix_str(h, rule);
     return h ^ (h >> 29);

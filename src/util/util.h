@@ -60,6 +60,16 @@ void eb_civil_from_epoch(int64_t epoch_s, eb_civil *out);
  * errlen 0): the "char *err, size_t errlen" out-parameter of constructors. */
 void eb_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* 64-bit FNV-1a of n bytes, continuing from h (EB_FNV1A_INIT to start). */
+#define EB_FNV1A_INIT 0xcbf29ce484222325ull
+static inline uint64_t eb_fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
 /* The value of one hexadecimal digit (either case), or -1. */
 int eb_hexval(int c);
 
