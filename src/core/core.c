@@ -2067,25 +2067,33 @@ uint64_t eb_core_generation(eb_core *c)
     return atomic_load(&c->gen);
 }
 
-int eb_target_info_copy(eb_target_info *dst, const eb_target_info *src)
+/* Fill *out with copies of the five strings (NULL = ""; one allocation,
+ * account first, as eb_target_info_free expects), enabled and another
+ * reference to target. -1 (out cleared) when out of memory. */
+static int target_info_set(eb_target_info *out, const char *const strs[5], int enabled, json_t *target)
 {
-    memset(dst, 0, sizeof *dst);
-    const char *strs[5] = {src->account, src->region, src->bus, src->rule, src->rule_arn};
+    memset(out, 0, sizeof *out);
     size_t lens[5], total = 0;
     for (int k = 0; k < 5; k++)
         total += (lens[k] = strs[k] ? strlen(strs[k]) + 1 : 1);
     char *p = malloc(total);
     if (!p)
         return -1;
-    char **out[5] = {&dst->account, &dst->region, &dst->bus, &dst->rule, &dst->rule_arn};
-    for (int k = 0; k < 5; k++) { /* one allocation, account first: as eb_target_info_free expects */
+    char **dst[5] = {&out->account, &out->region, &out->bus, &out->rule, &out->rule_arn};
+    for (int k = 0; k < 5; k++) {
         memcpy(p, strs[k] ? strs[k] : "", lens[k]);
-        *out[k] = p;
+        *dst[k] = p;
         p += lens[k];
     }
-    dst->enabled = src->enabled;
-    dst->target = json_incref(src->target);
+    out->enabled = enabled;
+    out->target = json_incref(target);
     return 0;
+}
+
+int eb_target_info_copy(eb_target_info *dst, const eb_target_info *src)
+{
+    const char *const strs[5] = {src->account, src->region, src->bus, src->rule, src->rule_arn};
+    return target_info_set(dst, strs, src->enabled, src->target);
 }
 
 int eb_core_target_get(eb_core *c, const char *rule_key, const char *target_id, eb_target_info *out)
@@ -2103,25 +2111,9 @@ int eb_core_target_get(eb_core *c, const char *rule_key, const char *target_id, 
         }
     if (found) {
         const region *r = ru->bus->reg;
-        const char *arn = sget(ru->doc, "Arn");
-        const char *strs[5] = {r->account, r->region, ru->bus->name, ru->name, arn ? arn : ""};
-        size_t total = 0;
-        for (int k = 0; k < 5; k++)
-            total += strlen(strs[k]) + 1;
-        char *mem = malloc(total), *p = mem;
-        if (mem) {
-            char **dst[5] = {&out->account, &out->region, &out->bus, &out->rule, &out->rule_arn};
-            for (int k = 0; k < 5; k++) {
-                size_t n = strlen(strs[k]) + 1;
-                memcpy(p, strs[k], n);
-                *dst[k] = p;
-                p += n;
-            }
-            const char *state = sget(ru->doc, "State");
-            out->enabled = !state || strcmp(state, "DISABLED") != 0;
-            out->target = json_incref(found);
-            ret = 0;
-        }
+        const char *const strs[5] = {r->account, r->region, ru->bus->name, ru->name, sget(ru->doc, "Arn")};
+        const char *state = sget(ru->doc, "State");
+        ret = target_info_set(out, strs, !state || strcmp(state, "DISABLED") != 0, found);
     }
     pthread_rwlock_unlock(&c->lock);
     return ret;
