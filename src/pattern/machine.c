@@ -298,6 +298,7 @@ typedef struct pred_rec {
     ebp_target *acc;              /* sub-rules this is the access predicate for */
     uint32_t nacc, cap;
     uint32_t nsingle; /* of those, single-field sub-rules */
+    uint32_t nhint;   /* sub-rules with this as their hint */
     char *key; /* canonical form of the condition */
     uint32_t klen;
 } pred_rec;
@@ -922,8 +923,10 @@ static int rule_register(eb_machine *m, rule_rec *r)
                 if (best == UINT32_MAX || pd->refs < m->pred_tab[best]->refs)
                     best = pd->id;
             }
-            if (best != UINT32_MAX)
+            if (best != UINT32_MAX) {
                 r->hints[i] = best;
+                m->pred_tab[best]->nhint++;
+            }
         }
         if (npos) {
             const field_rec *af = &fr[r->access[i]];
@@ -946,6 +949,8 @@ static void rule_unregister(eb_machine *m, rule_rec *r)
     const struct eb_pattern *p = r->pat;
     for (uint32_t i = 0; i < r->nsub; i++) {
         const ebp_sub *sub = &p->subs[i];
+        if (!(r->hints[i] & HINT_SINGLE) && m->pred_tab[r->hints[i]])
+            m->pred_tab[r->hints[i]]->nhint--;
         for (size_t j = 0; j < sub->nfields; j++) {
             path_rec **slot = path_lookup(m, sub->fields[j]->path.s, sub->fields[j]->path.n);
             path_rec *pr = *slot;
@@ -1006,6 +1011,7 @@ static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
     field_rec *fr = (field_rec *)(void *)(blk + o_frec);
     uint32_t *pr = (uint32_t *)(void *)(blk + o_preds);
     for (size_t i = 0; i < nsub; i++) {
+        r->hints[i] = HINT_NONE; /* until registered: no hint to count */
         r->fields[i] = fr;
         for (size_t j = 0; j < p->subs[i].nfields; j++) {
             fr[j].preds = pr;
@@ -1135,7 +1141,7 @@ static int rebuild_paths(eb_machine *m, change *ch, ebp_vec *dead_paths)
                 const pred_rec *p = pr->preds[k];
                 /* only single-field sub-rules reach it through access targets: no
                  * field reads its mark, so matching need not record it */
-                uint32_t mark = p->refs > p->nsingle;
+                uint32_t mark = (p->refs > p->nsingle ? MARK_READ : 0) | (p->nhint ? MARK_HINT : 0);
                 ((vm_input *)in.items)[k] = (vm_input){p->id, mark, p->cond, p->pat, p->acc, p->nacc};
             }
             in.len = pr->npreds;
@@ -1378,6 +1384,8 @@ static eb_status change_rules(eb_machine *m, size_t n, const uint64_t *keys, con
             rule_rec *g = gone[q];
             for (uint32_t i = 0; i < g->nsub; i++) {
                 const ebp_sub *sub = &g->pat->subs[i];
+                if (!(g->hints[i] & HINT_SINGLE) && m->pred_tab[g->hints[i]])
+                    m->pred_tab[g->hints[i]]->nhint++;
                 for (size_t j = 0; j < sub->nfields; j++) {
                     path_rec *pr = *path_lookup(m, sub->fields[j]->path.s, sub->fields[j]->path.n);
                     if (!pr)

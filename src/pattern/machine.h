@@ -50,14 +50,33 @@ typedef struct {
 
 /* One predicate in a vm: its id and the sub-rules it is the access for
  * (one target inline; more in vm->targets). */
+/* unit.mark bits */
+#define MARK_READ 1u /* other fields read this predicate: record it per event */
+#define MARK_HINT 2u /* it is some sub-rule's hint: list it per event for grouped units */
+
+/* A unit with many targets that have hints is *grouped*: when it holds, the
+ * targets without a hint wake at once, and the others only for the hints
+ * that held in the event, found in the unit's groups (sorted by hint). */
+#define GROUP_MIN 8
+
+typedef struct {
+    uint32_t hint; /* the predicate every target of the group has as hint */
+    uint32_t off;  /* slice of vm->targets */
+    uint32_t n;
+} tgroup;
+
 typedef struct {
     uint32_t pred;
-    uint16_t mark; /* other fields read this predicate: record it per event */
-    uint16_t pad;
+    uint16_t mark; /* MARK_* */
+    uint16_t grp;  /* grouped: use t.g */
     uint32_t n;    /* number of targets */
     union {
         ebp_target one; /* n == 1 */
         uint32_t off;   /* n > 1: slice of vm->targets */
+        struct {
+            uint32_t off, ndirect; /* targets that wake at once: slice of vm->targets */
+            uint32_t goff, ngroups; /* slice of vm->groups */
+        } g;
     } t;
 } unit;
 
@@ -142,7 +161,7 @@ enum {
 /* What a vm is built from: one entry per predicate at the path. */
 typedef struct {
     uint32_t pred;
-    uint32_t mark; /* see unit.mark */
+    uint32_t mark; /* MARK_* bits, see unit.mark */
     const ebp_cond *cond;
     const struct eb_pattern *pat; /* owns cond */
     const ebp_target *targets;
@@ -154,6 +173,7 @@ typedef struct vm {
     unsigned flags;
     ebp_arena arena;
     ebp_target *targets;
+    tgroup *groups;
     const char *keys;
     hmap exact; /* tags 'S', 'I' (family+16 bytes), 'N' (double bits), 'T' (number text) */
     hmap eic;   /* folded string */

@@ -406,9 +406,24 @@ static inline void wake(eb_matcher *mt, const ebp_target *t)
     mt->cands[mt->ncands++] = *t;
 }
 
+static void wake_grouped(eb_matcher *mt, const vm *v, const unit *u)
+{
+    const ebp_target *t = v->targets + u->t.g.off;
+    for (uint32_t i = 0; i < u->t.g.ndirect; i++)
+        wake(mt, &t[i]);
+    if (GROW(mt, gunits, gunits_cap, mt->ngunits + 1) || GROW(mt, gvms, gvms_cap, mt->ngunits + 1)) {
+        mt->oom = 1;
+        return;
+    }
+    mt->gunits[mt->ngunits] = u;
+    mt->gvms[mt->ngunits++] = v;
+}
+
 static inline void wake_all(eb_matcher *mt, const vm *v, const unit *u)
 {
-    if (u->n == 1) {
+    if (u->grp) {
+        wake_grouped(mt, v, u);
+    } else if (u->n == 1) {
         wake(mt, &u->t.one);
     } else {
         const ebp_target *t = v->targets + u->t.off;
@@ -441,6 +456,8 @@ static inline void unit_hit(eb_matcher *mt, const vm *v, const unit *u)
             record(mt, &k->head);
         return;
     }
+    if ((u->mark & MARK_HINT) && push_u32(&mt->hints, &mt->nhints, &mt->hints_cap, u->pred))
+        mt->oom = 1;
     wake_all(mt, v, u);
 }
 
@@ -1112,6 +1129,9 @@ void eb_matcher_free(eb_matcher *mt)
     free(mt->recs);
     free(mt->trails);
     free(mt->cands);
+    free(mt->gunits);
+    free(mt->gvms);
+    free(mt->hints);
     free(mt->dp);
     free(mt->out);
     free(mt->tstack);
@@ -1167,7 +1187,7 @@ static int prepare(eb_matcher *mt, const eb_snapshot *s)
 /* Per-event scratch that is not stamped with the epoch. */
 static void scratch_reset(eb_matcher *mt)
 {
-    mt->nrecs = mt->ntrails = mt->ncands = 0;
+    mt->nrecs = mt->ntrails = mt->ncands = mt->ngunits = mt->nhints = 0;
     mt->tdepth = 0;
     mt->next_array = 0;
     mt->trail_valid = 0;
@@ -1254,6 +1274,38 @@ static eb_status set_err(eb_matcher *mt, eb_error *err, eb_status code)
     return set_err_as(mt, err, code, "Event is not valid");
 }
 
+/* A grouped unit held: wake the groups whose hint held too.  Either look
+ * each held hint up in the unit's groups (sorted by hint) or check each
+ * group's hint, whichever is fewer steps. */
+static void wake_groups(eb_matcher *mt, const vm *v, const unit *u)
+{
+    const tgroup *g = v->groups + u->t.g.goff;
+    uint32_t ng = u->t.g.ngroups;
+    size_t lg = 1;
+    while ((1u << lg) < ng)
+        lg++;
+    if ((size_t)ng <= mt->nhints * lg) {
+        for (uint32_t i = 0; i < ng; i++)
+            if (mt->preds[g[i].hint].epoch == mt->epoch)
+                for (uint32_t k = 0; k < g[i].n; k++)
+                    wake(mt, &v->targets[g[i].off + k]);
+        return;
+    }
+    for (size_t h = 0; h < mt->nhints; h++) {
+        uint32_t want = mt->hints[h], lo = 0, hi = ng;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (g[mid].hint < want)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < ng && g[lo].hint == want)
+            for (uint32_t k = 0; k < g[lo].n; k++)
+                wake(mt, &v->targets[g[lo].off + k]);
+    }
+}
+
 static void consider(eb_matcher *mt, uint32_t sr, uint32_t gen)
 {
     const sr_t *S = snap_sr(mt->snap, sr);
@@ -1282,6 +1334,8 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
     if (read_event(mt, json, len, flags))
         return set_err(mt, err, EB_ERR_EVENT);
     mt->ndp = 0;
+    for (size_t i = 0; i < mt->ngunits; i++)
+        wake_groups(mt, mt->gvms[i], mt->gunits[i]);
     for (size_t i = 0; i < mt->ncands; i++) {
         const ebp_target *c = &mt->cands[i];
         if (c->hint != HINT_NONE && mt->preds[c->hint].epoch != mt->epoch)

@@ -33,6 +33,11 @@ struct eb_matcher {
     size_t ntrails, trails_cap;
     ebp_target *cands;
     size_t ncands, cands_cap;
+    const unit **gunits; /* grouped units that held (pass 1) ... */
+    const vm **gvms;     /* ... and their vms */
+    size_t ngunits, gunits_cap, gvms_cap;
+    uint32_t *hints; /* MARK_HINT predicates that held (pass 1) */
+    size_t nhints, hints_cap;
     uint32_t *dp;
     size_t ndp, dp_cap;
     uint64_t *out;

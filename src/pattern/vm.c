@@ -9,18 +9,76 @@
 typedef struct {
     vm *v;
     ebp_vec targets; /* ebp_target */
+    ebp_vec groups;  /* tgroup */
     ebp_arena tmp;
     int oom;
 } builder;
+
+static int has_hint(const ebp_target *t)
+{
+    return !(t->hint & HINT_SINGLE);
+}
+
+static int by_hint(const void *a, const void *b)
+{
+    const ebp_target *x = a, *y = b;
+    if (x->hint != y->hint)
+        return x->hint < y->hint ? -1 : 1;
+    return x->sr < y->sr ? -1 : x->sr > y->sr;
+}
+
+/* A unit whose targets mostly wait for a hint: direct targets first, then
+ * the hinted ones sorted by hint, one group per hint. */
+static int make_grouped(builder *b, unit *u, const vm_input *in)
+{
+    size_t base = b->targets.len, n = in->ntargets;
+    if (ebp_vec_reserve(&b->targets, base + n))
+        return -1;
+    ebp_target *t = (ebp_target *)b->targets.items + base;
+    size_t nd = 0, nh = n;
+    for (size_t i = 0; i < n; i++)
+        if (has_hint(&in->targets[i]))
+            t[--nh] = in->targets[i];
+        else
+            t[nd++] = in->targets[i];
+    qsort(t + nd, n - nd, sizeof *t, by_hint);
+    b->targets.len = base + n;
+    u->grp = 1;
+    u->t.g.off = (uint32_t)base;
+    u->t.g.ndirect = (uint32_t)nd;
+    u->t.g.goff = (uint32_t)b->groups.len;
+    for (size_t i = nd; i < n;) {
+        size_t j = i;
+        while (j < n && t[j].hint == t[i].hint)
+            j++;
+        tgroup *g = ebp_vec_push(&b->groups);
+        if (!g)
+            return -1;
+        *g = (tgroup){t[i].hint, (uint32_t)(base + i), (uint32_t)(j - i)};
+        i = j;
+    }
+    u->t.g.ngroups = (uint32_t)b->groups.len - u->t.g.goff;
+    return 0;
+}
 
 static unit make_unit(builder *b, const vm_input *in)
 {
     unit u;
     memset(&u, 0, sizeof u);
     u.pred = in->pred;
-    u.mark = (uint16_t)(in->mark != 0);
+    u.mark = (uint16_t)in->mark;
     u.n = in->ntargets;
-    if (in->ntargets == 1) {
+    size_t hinted = 0;
+    if (in->ntargets >= GROUP_MIN)
+        for (uint32_t i = 0; i < in->ntargets; i++)
+            hinted += has_hint(&in->targets[i]);
+    if (hinted >= GROUP_MIN / 2) {
+        if (make_grouped(b, &u, in)) {
+            b->oom = 1;
+            u.n = 0;
+            u.grp = 0;
+        }
+    } else if (in->ntargets == 1) {
         u.t.one = in->targets[0];
     } else if (in->ntargets > 1) {
         u.t.off = (uint32_t)b->targets.len;
@@ -429,6 +487,7 @@ vm *ebp_vm_build(const vm_input *in, uint32_t n)
     ebp_arena_init(&v->arena);
     builder b = {.v = v};
     ebp_vec_init(&b.targets, sizeof(ebp_target));
+    ebp_vec_init(&b.groups, sizeof(tgroup));
     ebp_arena_init(&b.tmp);
     ebp_vec exact, eic, keybuf, wcs, ranges, cidrs, abs, tp, ts, tpe, tse, pats;
     ebp_vec_init(&exact, sizeof(hkey));
@@ -611,6 +670,7 @@ vm *ebp_vm_build(const vm_input *in, uint32_t n)
     if (!b.oom && v->nranges > RANGE_LINEAR_MAX)
         build_range_index(&b, v);
     v->targets = copy_vec(&b, &b.targets);
+    v->groups = copy_vec(&b, &b.groups);
     /* keep the patterns alive whose conditions (globs, anything-but sets) we point into */
     if (!b.oom && pats.len) {
         v->pats = malloc(pats.len * sizeof *v->pats);
@@ -641,6 +701,7 @@ vm *ebp_vm_build(const vm_input *in, uint32_t n)
     ebp_vec_free(&pats);
     ebp_vec_free(&unanch);
     ebp_vec_free(&b.targets);
+    ebp_vec_free(&b.groups);
     ebp_arena_free(&b.tmp);
     if (b.oom) {
         free_vm(v);

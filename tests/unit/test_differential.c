@@ -22,7 +22,9 @@
  * match / no-match outcomes and fails if either side is under 10%, or on any
  * disagreement (the first few are printed with pattern, event and the three
  * answers).  Every ~100 cases a machine with ~50 random rules is checked too:
- * its set of matching keys must equal the set the reference computes. */
+ * its set of matching keys must equal the set the reference computes, and
+ * every ~100 cases a machine of 60 rules from one of the "families" below
+ * (rules sharing predicates: grouped access units, box indexes). */
 #define _POSIX_C_SOURCE 200809L
 #include <ebridge/pattern.h>
 
@@ -1257,6 +1259,198 @@ static void many_rules(eb_matcher *mt)
     free(ej.b);
 }
 
+/* ---- rule families: many rules sharing predicates -----------------------------------
+ * Random rules rarely share predicates, so two structures the machine builds
+ * only for shared ones get their own families here:
+ * - "grouped" access units: an exact value that is the access of many
+ *   sub-rules which differ in another field (their hint);
+ * - box indexes: sub-rules with bounded numeric ranges on two paths.
+ * Fields sit at top level or inside an array of objects ("o"), so the
+ * array-consistency rules apply; the events repeat and nest values. */
+static long fam_checks, fam_matches;
+
+static const char *const FAM_A[] = {"\"x\"", "\"y\""};
+static const char *const FAM_B[] = {"\"1\"", "\"2\"", "\"3\"", "1", "2"};
+static const char *const FAM_NUMS[] = {"0", "1", "2", "2.5", "3", "3.0", "3e0", "4", "5", "7", "10", "-1",
+                                       "-2.5", "1e300", "-1e300", "0.0001", "100"};
+
+static double fam_num(void)
+{
+    static const double v[] = {0, 1, 2, 2.5, 3, 4, 5, 7, 10, -1, -2.5, 1e300, -1e300, 0.0001, 100};
+    return v[rn(sizeof v / sizeof v[0])];
+}
+
+static void fam_range(sbuf *o)
+{
+    double a = fam_num(), b = fam_num();
+    while (a == b) /* AWS: "Bottom must be less than top" */
+        b = fam_num();
+    if (a > b) {
+        double t = a;
+        a = b;
+        b = t;
+    }
+    sb_printf(o, "[{\"numeric\": [\"%s\", %.17g, \"%s\", %.17g]}]", chance(50) ? ">" : ">=", a,
+              chance(50) ? "<" : "<=", b);
+}
+
+static void fam_pattern(sbuf *o, int kind, int in_arr)
+{
+    o->n = 0;
+    const char *pre = in_arr ? "o." : "";
+    sb_puts(o, "{");
+    if (kind == 0) { /* grouped: a (few values) + b (few values) [+ c] */
+        sb_printf(o, "\"%sa\": [%s], \"%sb\": [%s]", pre, PICK(FAM_A), pre, PICK(FAM_B));
+        if (chance(30))
+            sb_printf(o, ", \"%sc\": [%s]", pre, chance(50) ? "{\"exists\": true}" : "\"c1\"");
+        if (chance(15))
+            sb_printf(o, ", \"%sd\": [{\"exists\": false}]", pre);
+    } else { /* box: x and y ranges [+ z range] [+ a] */
+        sb_printf(o, "\"%sx\": ", pre);
+        fam_range(o);
+        sb_printf(o, ", \"%sy\": ", pre);
+        fam_range(o);
+        if (chance(25)) {
+            sb_printf(o, ", \"%sz\": ", pre);
+            fam_range(o);
+        }
+        if (chance(25))
+            sb_printf(o, ", \"%sa\": [%s]", pre, PICK(FAM_A));
+    }
+    sb_puts(o, "}");
+}
+
+static void fam_value(sbuf *o, const char *key)
+{
+    int many = chance(20);
+    int n = many ? 1 + (int)rn(12) : 1;
+    if (many)
+        sb_puts(o, "[");
+    for (int i = 0; i < n; i++) {
+        if (i)
+            sb_puts(o, ",");
+        if (key[0] == 'a')
+            sb_puts(o, PICK(FAM_A));
+        else if (key[0] == 'b')
+            sb_puts(o, PICK(FAM_B));
+        else if (key[0] == 'c')
+            sb_puts(o, chance(50) ? "\"c1\"" : "\"c2\"");
+        else if (key[0] == 'd')
+            sb_puts(o, "null");
+        else
+            sb_puts(o, chance(8) ? "\"3\"" : PICK(FAM_NUMS));
+    }
+    if (many)
+        sb_puts(o, "]");
+}
+
+static void fam_object(sbuf *o)
+{
+    static const char *const K[] = {"a", "b", "c", "d", "x", "y", "z"};
+    sb_puts(o, "{");
+    int first = 1;
+    for (size_t k = 0; k < sizeof K / sizeof K[0]; k++) {
+        if (chance(15))
+            continue;
+        sb_printf(o, "%s\"%s\": ", first ? "" : ", ", K[k]);
+        first = 0;
+        fam_value(o, K[k]);
+    }
+    sb_puts(o, "}");
+}
+
+static void fam_event(sbuf *o)
+{
+    o->n = 0;
+    fam_object(o);
+    o->n--; /* reopen */
+    sb_puts(o, o->n > 1 ? ", \"o\": [" : "\"o\": [");
+    int n = (int)rn(5);
+    for (int i = 0; i < n; i++) {
+        if (i)
+            sb_puts(o, ", ");
+        fam_object(o);
+    }
+    sb_puts(o, "]}");
+}
+
+static void families(eb_matcher *mt)
+{
+    enum { NR = 60 };
+    eb_pattern *ps[NR];
+    char *pjs[NR];
+    sbuf pj = {0}, ej = {0};
+    eb_machine *m = eb_machine_new();
+    int kind = (int)rn(3); /* 0 grouped, 1 boxes, 2 both */
+    int in_arr = chance(30);
+    int n = 0;
+    while (n < NR) {
+        fam_pattern(&pj, kind == 2 ? (int)rn(2) : kind, in_arr || chance(10));
+        eb_error err;
+        if (eb_pattern_compile(pj.b, pj.n, &ps[n], &err) != EB_OK) {
+            report("families: pattern rejected", pj.b, "", 0, 0, 0, err.message);
+            break;
+        }
+        pjs[n] = strdup(pj.b);
+        n++;
+    }
+    /* add in two batches, then remove and re-add a few (incremental changes) */
+    uint64_t keys[NR];
+    for (int i = 0; i < n; i++)
+        keys[i] = (uint64_t)i;
+    int half = n / 2;
+    if (eb_machine_add_batch(m, (size_t)half, keys, (const eb_pattern *const *)ps) != EB_OK)
+        report("families: add failed", "", "", 0, 0, 0, NULL);
+    for (int i = half; i < n; i++)
+        if (eb_machine_add(m, keys[i], ps[i]) != EB_OK)
+            report("families: add failed", pjs[i], "", 0, 0, 0, NULL);
+    for (int r = 0; r < 5; r++) {
+        int k = (int)rn((unsigned)n);
+        if (eb_machine_remove(m, keys[k]) != EB_OK || eb_machine_add(m, keys[k], ps[k]) != EB_OK)
+            report("families: remove/add failed", pjs[k], "", 0, 0, 0, NULL);
+    }
+    int gone = chance(50) ? (int)rn((unsigned)n) : -1;
+    if (gone >= 0 && eb_machine_remove(m, keys[gone]) != EB_OK)
+        report("families: remove failed", pjs[gone], "", 0, 0, 0, NULL);
+    eb_snapshot *s = eb_machine_snapshot(m);
+    for (int e = 0; e < 20; e++) {
+        fam_event(&ej);
+        json_t *j = ref_parse(ej.b, ej.n);
+        if (!j) {
+            report("families: jansson rejects the event", "", ej.b, 0, 0, 0, NULL);
+            continue;
+        }
+        uint64_t want = 0, v, t;
+        for (int r = 0; r < n; r++)
+            if (r != gone && ref_match(ps[r], j))
+                want |= 1ULL << r;
+        json_decref(j);
+        int rv = keyset(mt, s, ej.b, ej.n, 0, &v);
+        int rt = keyset(mt, s, ej.b, ej.n, EB_MATCH_TRUSTED, &t);
+        fam_checks++;
+        fam_matches += want != 0;
+        if (rv || rt || v != want || t != want) {
+            n_disagree++;
+            if (n_disagree <= 8) {
+                fprintf(stderr, "DISAGREEMENT (family %d, %d rules)\n  event: %s\n  reference %016llx validating %016llx (rc %d) trusting %016llx (rc %d)\n",
+                        kind, n, ej.b, (unsigned long long)want, (unsigned long long)v, rv, (unsigned long long)t, rt);
+                uint64_t diff = (want ^ v) | (want ^ t);
+                for (int r = 0; r < n; r++)
+                    if (diff >> r & 1)
+                        fprintf(stderr, "  differing rule %d: %s\n", r, pjs[r]);
+            }
+        }
+    }
+    eb_snapshot_release(s);
+    eb_machine_free(m);
+    for (int r = 0; r < n; r++) {
+        eb_pattern_free(ps[r]);
+        free(pjs[r]);
+    }
+    free(pj.b);
+    free(ej.b);
+}
+
 static void test_differential(void)
 {
     uint64_t seed = DEFAULT_SEED;
@@ -1279,6 +1473,10 @@ static void test_differential(void)
     for (long i = 0; i < cases; i++) {
         if (i % 100 == 99) {
             many_rules(mt);
+            continue;
+        }
+        if (i % 100 == 49) {
+            families(mt);
             continue;
         }
         gen_pattern(&g, &pj);
@@ -1324,8 +1522,8 @@ static void test_differential(void)
     }
     double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
     printf("%ld valid patterns (%ld matched), %ld invalid skipped, %ld many-rule checks (%ld with matches), "
-           "%.1f s\n",
-           valid, matched, invalid, multi_checks, multi_matches, secs);
+           "%ld family checks (%ld with matches), %.1f s\n",
+           valid, matched, invalid, multi_checks, multi_matches, fam_checks, fam_matches, secs);
     printf("%-20s %9s %9s %6s\n", "operator", "match", "no-match", "match%");
     int skewed = 0;
     for (int k = 0; k < K_N; k++) {
