@@ -4,6 +4,7 @@
  * Writer-side bookkeeping (not visible to matchers) lives in the machine:
  * a registry of paths and of predicates (distinct conditions per path, with
  * the sub-rules each is the access predicate for), and free lists of ids. */
+#include "box.h"
 #include "machine.h"
 
 #include <stdlib.h>
@@ -251,6 +252,9 @@ void eb_snapshot_release(eb_snapshot *s)
     free(s->srs);
     free(s->rules);
     free(s->always);
+    for (uint32_t i = 0; i < s->nboxes; i++)
+        ebp_box_release(s->boxes[i]);
+    free(s->boxes);
     free(s);
 }
 
@@ -274,6 +278,8 @@ size_t eb_snapshot_memory(const eb_snapshot *s)
     m += s->nsr_chunks * (sizeof(sr_chunk) + sizeof(void *));
     m += s->nrule_chunks * (sizeof(rule_chunk) + sizeof(void *));
     m += s->nalways * sizeof(uint32_t);
+    for (uint32_t i = 0; i < s->nboxes; i++)
+        m += s->boxes[i]->mem + sizeof(void *);
     for (uint32_t c = 0; c < s->nrule_chunks; c++)
         for (unsigned i = 0; i < CHUNK; i++) {
             const rule_rec *r = s->rules[c]->items[i];
@@ -299,6 +305,7 @@ typedef struct pred_rec {
     uint32_t nacc, cap;
     uint32_t nsingle; /* of those, single-field sub-rules */
     uint32_t nhint;   /* sub-rules with this as their hint */
+    uint32_t nbox;    /* fields using this as a side of a box (also in refs) */
     char *key; /* canonical form of the condition */
     uint32_t klen;
 } pred_rec;
@@ -308,6 +315,7 @@ typedef struct path_rec {
     uint32_t plen;
     uint32_t id;
     uint32_t refs; /* fields at this path */
+    uint32_t nbox; /* of those, box sides */
     pred_rec **preds;
     uint32_t npreds, cap;
     uint32_t *pidx; /* hash index over preds by key (size pmask+1), UINT32_MAX empty */
@@ -325,6 +333,15 @@ typedef struct {
     uint32_t n, cap;
 } idlist;
 
+/* The boxes of one pair of paths, and their index in the current snapshot. */
+typedef struct {
+    uint32_t path[2];
+    box_input *in;
+    uint32_t n, cap;
+    int dirty;
+    boxidx *built; /* NULL: none (no boxes) */
+} boxreg;
+
 struct eb_machine {
     pthread_mutex_t wlock; /* writers */
     pthread_mutex_t slock; /* the `cur` pointer */
@@ -339,6 +356,8 @@ struct eb_machine {
     uint32_t sr_gen_cap;
     pred_rec **pred_tab; /* by predicate id */
     uint32_t pred_tab_cap;
+    boxreg *bregs;
+    uint32_t nbregs, bregs_cap;
 };
 
 static int id_push(idlist *l, uint32_t v)
@@ -720,6 +739,11 @@ void eb_machine_free(eb_machine *m)
     free(m->free_path.v);
     free(m->sr_gen);
     free(m->pred_tab);
+    for (uint32_t i = 0; i < m->nbregs; i++) {
+        free(m->bregs[i].in);
+        ebp_box_release(m->bregs[i].built);
+    }
+    free(m->bregs);
     pthread_mutex_destroy(&m->wlock);
     pthread_mutex_destroy(&m->slock);
     free(m);
@@ -852,6 +876,104 @@ static ebp_target target_for(const rule_rec *r, uint32_t i)
     return t;
 }
 
+/* ---- boxes ------------------------------------------------------------------------- */
+
+/* Whether sub-rule `sub` is a box: two positive fields at different paths,
+ * each one bounded numeric range.  *x, *y: their field indexes, x's path id
+ * below y's. */
+static int find_box(const ebp_sub *sub, const field_rec *fr, uint16_t *x, uint16_t *y)
+{
+    int have = 0;
+    uint16_t a = 0;
+    for (size_t j = 0; j < sub->nfields; j++) {
+        const ebp_field *f = sub->fields[j];
+        if (fr[j].kind != FK_POS || fr[j].npreds != 1 || f->ncond != 1 || !ebp_box_side_ok(&f->conds[0]))
+            continue;
+        if (!have) {
+            a = (uint16_t)j;
+            have = 1;
+        } else if (fr[j].path_id != fr[a].path_id) {
+            int lt = fr[a].path_id < fr[j].path_id;
+            *x = lt ? a : (uint16_t)j;
+            *y = lt ? (uint16_t)j : a;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static boxreg *breg_get(eb_machine *m, uint32_t px, uint32_t py, int create)
+{
+    for (uint32_t i = 0; i < m->nbregs; i++)
+        if (m->bregs[i].path[0] == px && m->bregs[i].path[1] == py)
+            return &m->bregs[i];
+    if (!create)
+        return NULL;
+    if (m->nbregs == m->bregs_cap) {
+        uint32_t nc = m->bregs_cap ? 2 * m->bregs_cap : 4;
+        boxreg *nr = realloc(m->bregs, nc * sizeof *nr);
+        if (!nr)
+            return NULL;
+        m->bregs = nr;
+        m->bregs_cap = nc;
+    }
+    boxreg *g = &m->bregs[m->nbregs++];
+    memset(g, 0, sizeof *g);
+    g->path[0] = px;
+    g->path[1] = py;
+    return g;
+}
+
+static ebp_target target_for(const rule_rec *r, uint32_t i);
+
+/* Index box sub-rule i of r (its access and box2 fields are set). */
+static int box_register(eb_machine *m, const rule_rec *r, uint32_t i, path_rec *px, path_rec *py)
+{
+    const ebp_sub *sub = &r->pat->subs[i];
+    const field_rec *fr = r->fields[i];
+    uint16_t x = r->access[i], y = r->box2[i];
+    boxreg *g = breg_get(m, px->id, py->id, 1);
+    if (!g)
+        return -1;
+    if (g->n == g->cap) {
+        uint32_t nc = g->cap ? 2 * g->cap : 8;
+        box_input *ni = realloc(g->in, nc * sizeof *ni);
+        if (!ni)
+            return -1;
+        g->in = ni;
+        g->cap = nc;
+    }
+    g->in[g->n++] = (box_input){{&sub->fields[x]->conds[0], &sub->fields[y]->conds[0]},
+                                {fr[x].preds[0], fr[y].preds[0]},
+                                target_for(r, i)};
+    g->dirty = 1;
+    m->pred_tab[fr[x].preds[0]]->nbox++;
+    m->pred_tab[fr[y].preds[0]]->nbox++;
+    px->nbox++;
+    py->nbox++;
+    return 0;
+}
+
+static void box_unregister(eb_machine *m, const rule_rec *r, uint32_t i)
+{
+    const ebp_sub *sub = &r->pat->subs[i];
+    const field_rec *fr = r->fields[i];
+    uint16_t x = r->access[i], y = r->box2[i];
+    path_rec *px = *path_lookup(m, sub->fields[x]->path.s, sub->fields[x]->path.n);
+    path_rec *py = *path_lookup(m, sub->fields[y]->path.s, sub->fields[y]->path.n);
+    boxreg *g = px && py ? breg_get(m, px->id, py->id, 0) : NULL;
+    for (uint32_t k = 0; g && k < g->n; k++)
+        if (g->in[k].t.sr == r->sr_ids[i]) {
+            g->in[k] = g->in[--g->n];
+            g->dirty = 1;
+            m->pred_tab[fr[x].preds[0]]->nbox--;
+            m->pred_tab[fr[y].preds[0]]->nbox--;
+            px->nbox--;
+            py->nbox--;
+            return;
+        }
+}
+
 /* Register an added rule: ids, paths, predicates, access targets. */
 static int rule_register(eb_machine *m, rule_rec *r)
 {
@@ -910,14 +1032,17 @@ static int rule_register(eb_machine *m, rule_rec *r)
                     fr[j].preds[fr[j].npreds++] = pd->id;
             }
         }
-        r->access[i] = npos ? choose_access(m, r, i, prs) : UINT16_MAX;
-        /* hint: a one-predicate positive field besides the access field,
-         * the least shared one */
+        uint16_t bx = 0, by = 0;
+        int boxed = find_box(sub, fr, &bx, &by);
+        r->access[i] = boxed ? bx : npos ? choose_access(m, r, i, prs) : UINT16_MAX;
+        r->box2[i] = boxed ? by : UINT16_MAX;
+        /* hint: a one-predicate positive field besides the access field
+         * (and a box's other side), the least shared one */
         r->hints[i] = sub->nfields == 1 ? (HINT_SINGLE | r->slot) : HINT_NONE;
         if (npos && sub->nfields > 1) {
             uint32_t best = UINT32_MAX;
             for (size_t j = 0; j < sub->nfields; j++) {
-                if (j == r->access[i] || fr[j].kind != FK_POS || fr[j].npreds != 1)
+                if (j == r->access[i] || j == r->box2[i] || fr[j].kind != FK_POS || fr[j].npreds != 1)
                     continue;
                 const pred_rec *pd = m->pred_tab[fr[j].preds[0]];
                 if (best == UINT32_MAX || pd->refs < m->pred_tab[best]->refs)
@@ -928,10 +1053,13 @@ static int rule_register(eb_machine *m, rule_rec *r)
                 m->pred_tab[best]->nhint++;
             }
         }
-        if (npos) {
+        if (boxed) {
+            if (box_register(m, r, i, prs[bx], prs[by])) {
+                free(prs);
+                return -1;
+            }
+        } else if (npos) {
             const field_rec *af = &fr[r->access[i]];
-            path_rec *pr = prs[r->access[i]];
-            (void)pr;
             for (uint32_t k = 0; k < af->npreds; k++)
                 if (acc_add(m->pred_tab[af->preds[k]], target_for(r, i), sub->nfields == 1)) {
                     free(prs);
@@ -951,6 +1079,8 @@ static void rule_unregister(eb_machine *m, rule_rec *r)
         const ebp_sub *sub = &p->subs[i];
         if (!(r->hints[i] & HINT_SINGLE) && m->pred_tab[r->hints[i]])
             m->pred_tab[r->hints[i]]->nhint--;
+        if (r->box2[i] != UINT16_MAX)
+            box_unregister(m, r, i);
         for (size_t j = 0; j < sub->nfields; j++) {
             path_rec **slot = path_lookup(m, sub->fields[j]->path.s, sub->fields[j]->path.n);
             path_rec *pr = *slot;
@@ -963,7 +1093,7 @@ static void rule_unregister(eb_machine *m, rule_rec *r)
                 pred_rec *pd = m->pred_tab[f->preds[k]];
                 if (!pd)
                     continue;
-                if (j == r->access[i])
+                if (j == r->access[i] && r->box2[i] == UINT16_MAX)
                     acc_remove(pd, r->sr_ids[i], sub->nfields == 1);
                 pd->refs--;
             }
@@ -996,6 +1126,8 @@ static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
     size += nconds * sizeof(uint32_t);
     size_t o_access = size;
     size += nsub * sizeof(uint16_t);
+    size_t o_box2 = size;
+    size += nsub * sizeof(uint16_t);
     char *blk = calloc(1, size);
     if (!blk)
         return NULL;
@@ -1008,10 +1140,12 @@ static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
     r->hints = (uint32_t *)(void *)(blk + o_hints);
     r->fields = (field_rec **)(void *)(blk + o_fptr);
     r->access = (uint16_t *)(void *)(blk + o_access);
+    r->box2 = (uint16_t *)(void *)(blk + o_box2);
     field_rec *fr = (field_rec *)(void *)(blk + o_frec);
     uint32_t *pr = (uint32_t *)(void *)(blk + o_preds);
     for (size_t i = 0; i < nsub; i++) {
-        r->hints[i] = HINT_NONE; /* until registered: no hint to count */
+        r->hints[i] = HINT_NONE; /* until registered: no hint to count, no box */
+        r->box2[i] = UINT16_MAX;
         r->fields[i] = fr;
         for (size_t j = 0; j < p->subs[i].nfields; j++) {
             fr[j].preds = pr;
@@ -1131,21 +1265,22 @@ static int rebuild_paths(eb_machine *m, change *ch, ebp_vec *dead_paths)
         pr->dirty = 0;
         path_compact(m, pr);
         vm *v = NULL;
-        if (pr->npreds) {
-            in.len = 0;
-            if (ebp_vec_reserve(&in, pr->npreds)) {
-                rc = -1;
-                break;
-            }
-            for (uint32_t k = 0; k < pr->npreds; k++) {
-                const pred_rec *p = pr->preds[k];
-                /* only single-field sub-rules reach it through access targets: no
-                 * field reads its mark, so matching need not record it */
-                uint32_t mark = (p->refs > p->nsingle ? MARK_READ : 0) | (p->nhint ? MARK_HINT : 0);
-                ((vm_input *)in.items)[k] = (vm_input){p->id, mark, p->cond, p->pat, p->acc, p->nacc};
-            }
-            in.len = pr->npreds;
-            v = ebp_vm_build(in.items, pr->npreds);
+        in.len = 0;
+        if (ebp_vec_reserve(&in, pr->npreds ? pr->npreds : 1)) {
+            rc = -1;
+            break;
+        }
+        for (uint32_t k = 0; k < pr->npreds; k++) {
+            const pred_rec *p = pr->preds[k];
+            if (p->nbox && p->refs == p->nbox)
+                continue; /* only boxes use it: their index finds it */
+            /* only single-field sub-rules reach it through access targets: no
+             * field reads its mark, so matching need not record it */
+            uint32_t mark = (p->refs > p->nsingle ? MARK_READ : 0) | (p->nhint ? MARK_HINT : 0);
+            ((vm_input *)in.items)[in.len++] = (vm_input){p->id, mark, p->cond, p->pat, p->acc, p->nacc};
+        }
+        if (in.len || pr->nbox) {
+            v = ebp_vm_build(in.items, (uint32_t)in.len, pr->nbox ? VM_BOX : 0);
             if (!v) {
                 rc = -1;
                 break;
@@ -1171,6 +1306,49 @@ static int rebuild_paths(eb_machine *m, change *ch, ebp_vec *dead_paths)
     }
     ebp_vec_free(&in);
     return rc;
+}
+
+/* Rebuild the box index of every pair of paths whose boxes changed; the
+ * snapshot lists the index of every pair that has boxes. */
+static int rebuild_boxes(eb_machine *m, change *ch)
+{
+    boxidx **fresh = calloc(m->nbregs ? m->nbregs : 1, sizeof *fresh);
+    boxidx **list = malloc((m->nbregs ? m->nbregs : 1) * sizeof *list);
+    int rc = !fresh || !list;
+    for (uint32_t k = 0; k < m->nbregs && !rc; k++) {
+        boxreg *g = &m->bregs[k];
+        if (g->dirty && g->n && !(fresh[k] = ebp_box_build(g->path[0], g->path[1], g->in, g->n)))
+            rc = -1;
+    }
+    if (rc) {
+        for (uint32_t k = 0; fresh && k < m->nbregs; k++)
+            ebp_box_release(fresh[k]);
+        free(fresh);
+        free(list);
+        return -1;
+    }
+    uint32_t n = 0, keep = 0;
+    for (uint32_t k = 0; k < m->nbregs; k++) {
+        boxreg *g = &m->bregs[k];
+        if (g->dirty) {
+            ebp_box_release(g->built);
+            g->built = fresh[k];
+            g->dirty = 0;
+        }
+        if (g->built) {
+            incref(&g->built->refs);
+            list[n++] = g->built;
+        }
+        if (g->n || g->built)
+            m->bregs[keep++] = *g;
+        else
+            free(g->in);
+    }
+    m->nbregs = keep;
+    free(fresh);
+    ch->s->boxes = list;
+    ch->s->nboxes = n;
+    return 0;
 }
 
 static int rebuild_always(change *ch, rule_rec *const *gone, size_t ngone, rule_rec *const *added, size_t nadded)
@@ -1264,6 +1442,8 @@ static int publish(eb_machine *m, rule_rec *const *gone, size_t ngone, rule_rec 
     }
     if (!rc)
         rc = rebuild_paths(m, &ch, dead_paths);
+    if (!rc)
+        rc = rebuild_boxes(m, &ch);
     s->npred_cap = m->next_pred;
     s->npath_cap = m->next_path;
     free(ch.sr_fresh);
@@ -1397,15 +1577,22 @@ static eb_status change_rules(eb_machine *m, size_t n, const uint64_t *keys, con
                         if (!pd)
                             continue;
                         pd->refs++;
-                        if (j == g->access[i])
+                        if (j == g->access[i] && g->box2[i] == UINT16_MAX)
                             acc_add(pd, target_for(g, i), sub->nfields == 1);
                     }
+                }
+                if (g->box2[i] != UINT16_MAX) {
+                    const ebp_field *fx = sub->fields[g->access[i]], *fy = sub->fields[g->box2[i]];
+                    box_register(m, g, i, *path_lookup(m, fx->path.s, fx->path.n),
+                                 *path_lookup(m, fy->path.s, fy->path.n));
                 }
             }
         }
         for (uint32_t i = 0; i <= m->pmask; i++)
             if (m->paths[i])
                 m->paths[i]->dirty = 0;
+        for (uint32_t i = 0; i < m->nbregs; i++)
+            m->bregs[i].dirty = 0; /* as in the current snapshot again */
         goto out;
     }
     /* committed */

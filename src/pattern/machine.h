@@ -17,7 +17,13 @@
  * against the marks.  Sub-rules without a positive field (only
  * `exists: false`) are checked on every event.
  *
+ * Sub-rules with bounded numeric ranges on two paths are reached through a
+ * box index instead (box.h): the event's numbers at those paths are kept,
+ * and after reading the boxes containing each (x, y) mark both ranges and
+ * wake the sub-rule.
+ *
  *   snapshot ── trie of path segments (node) ── vm per path
+ *      ├── box indexes (per pair of paths)
  *      ├── sub-rule table (sr_t, chunked, copy-on-write)
  *      └── rule table (rule_rec*, chunked) ── pattern (refcounted)
  *
@@ -152,7 +158,8 @@ enum {
     VM_NUM = 1,  /* needs the double value of numbers */
     VM_IP = 2,   /* has IP literals or cidr: try to parse strings as IPs */
     VM_FOLD = 4, /* needs the case-folded string */
-    VM_STR = 8   /* has some string-shaped condition */
+    VM_STR = 8,  /* has some string-shaped condition */
+    VM_BOX = 16  /* a side of some box index: keep the event's numbers here for it */
 };
 
 /* Up to this many numeric ranges on a path are scanned; more get an index. */
@@ -200,7 +207,7 @@ typedef struct vm {
     size_t mem;
 } vm;
 
-vm *ebp_vm_build(const vm_input *in, uint32_t n); /* NULL on OOM */
+vm *ebp_vm_build(const vm_input *in, uint32_t n, unsigned flags); /* flags: VM_BOX or 0; NULL on OOM */
 void ebp_vm_release(vm *v);
 
 /* ---- path trie ------------------------------------------------------------- */
@@ -252,7 +259,8 @@ typedef struct rule_rec {
     uint32_t *sr_ids;       /* nsub */
     uint32_t *sr_gens;      /* nsub */
     uint32_t *hints;        /* nsub: ebp_target.hint */
-    uint16_t *access;       /* nsub: access field index */
+    uint16_t *access;       /* nsub: access field index (a box: its x side) */
+    uint16_t *box2;         /* nsub: a box's y side field index, UINT16_MAX: not a box */
     field_rec **fields;     /* nsub arrays of nfields */
 } rule_rec;
 
@@ -279,6 +287,8 @@ struct eb_snapshot {
     uint32_t *always; /* sub-rules with no positive field: evaluated on every event */
     uint32_t nalways;
     size_t nrules;
+    struct boxidx **boxes; /* box indexes, one per pair of paths (box.h) */
+    uint32_t nboxes;
     uint32_t npred_cap; /* predicate ids are < npred_cap */
     uint32_t npath_cap; /* path ids are < npath_cap */
 };

@@ -7,6 +7,7 @@
  * "exists: false" field seen only inside arrays) needs the array-consistency
  * check; then pass 2 re-reads the event recording where each value sat
  * (array ids and indices) and solves the check exactly (dp_solve). */
+#include "box.h"
 #include "casefold.h"
 #include "match.h"
 #include "num.h"
@@ -659,7 +660,22 @@ static int range_match(const range_entry *r, double d)
     return 1;
 }
 
-static void vm_num(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n)
+/* Keep a number at a box side for the box lookups at the end of the pass. */
+static void box_keep(eb_matcher *mt, uint32_t path, double d)
+{
+    if (GROW(mt, bvals, bvals_cap, mt->nbvals + 1)) {
+        mt->oom = 1;
+        return;
+    }
+    bval *b = &mt->bvals[mt->nbvals++];
+    b->d = d;
+    b->path = path;
+    b->flag = mt->tdepth ? 2u : 1u;
+    b->tlen = mt->record ? (uint32_t)mt->tdepth : 0;
+    b->toff = b->tlen ? cur_trail(mt) : 0;
+}
+
+static void vm_num(eb_matcher *mt, const vm *v, uint32_t path, const unsigned char *s, size_t n)
 {
     if (v->has_exists)
         unit_hit(mt, v, &v->u_exists);
@@ -671,6 +687,8 @@ static void vm_num(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
     }
     double d;
     int finite = ebp_num_to_double((const char *)s, n, &d);
+    if ((v->flags & VM_BOX) && finite)
+        box_keep(mt, path, d);
     const hm_entry *e;
     if (v->exact.count) {
         if (finite)
@@ -759,7 +777,7 @@ static inline void leaf_num(eb_matcher *mt, const node *n, const unsigned char *
 {
     presence(mt, n->path_id);
     if (n->vm)
-        vm_num(mt, n->vm, s, len);
+        vm_num(mt, n->vm, n->path_id, s, len);
 }
 
 static inline void leaf_lit(eb_matcher *mt, const node *n, unsigned char c)
@@ -1132,6 +1150,8 @@ void eb_matcher_free(eb_matcher *mt)
     free(mt->gunits);
     free(mt->gvms);
     free(mt->hints);
+    free(mt->bvals);
+    free(mt->bsel);
     free(mt->dp);
     free(mt->out);
     free(mt->tstack);
@@ -1187,7 +1207,7 @@ static int prepare(eb_matcher *mt, const eb_snapshot *s)
 /* Per-event scratch that is not stamped with the epoch. */
 static void scratch_reset(eb_matcher *mt)
 {
-    mt->nrecs = mt->ntrails = mt->ncands = mt->ngunits = mt->nhints = 0;
+    mt->nrecs = mt->ntrails = mt->ncands = mt->ngunits = mt->nhints = mt->nbvals = 0;
     mt->tdepth = 0;
     mt->next_array = 0;
     mt->trail_valid = 0;
@@ -1274,6 +1294,130 @@ static eb_status set_err(eb_matcher *mt, eb_error *err, eb_status code)
     return set_err_as(mt, err, code, "Event is not valid");
 }
 
+/* ---- box lookups (box.h) ---------------------------------------------------------------------- */
+/* Beyond this many (x, y) pairs in one event, look the sides up one by one. */
+#define BOX_PAIRS_MAX 64
+
+/* pass 2: a record with a kept trail */
+static void record_at(eb_matcher *mt, uint32_t *head, uint32_t toff, uint32_t tlen)
+{
+    if (GROW(mt, recs, recs_cap, mt->nrecs + 1)) {
+        mt->oom = 1;
+        return;
+    }
+    rec *h = &mt->recs[mt->nrecs];
+    h->trail_off = toff;
+    h->trail_len = tlen;
+    h->next = *head;
+    *head = (uint32_t)++mt->nrecs;
+}
+
+/* A box side's range holds for the kept value b. */
+static void box_mark(eb_matcher *mt, uint32_t pred, const bval *b)
+{
+    mark_t *k = &mt->preds[pred];
+    if (k->epoch != mt->epoch) {
+        k->epoch = mt->epoch;
+        k->flags = 0;
+        k->head = 0;
+    }
+    k->flags |= b->flag;
+    if (mt->record && b->tlen)
+        record_at(mt, &k->head, b->toff, b->tlen);
+}
+
+/* The boxes containing the point (x, y): one cell per class. */
+static void box_point(eb_matcher *mt, const boxidx *b, const bval *x, const bval *y)
+{
+    for (uint32_t c = 0; c < b->ncls; c++) {
+        const box_class *k = &b->cls[c];
+        int64_t cx, cy;
+        if (!ebp_box_cell(x->d, k->l[0], &cx) || !ebp_box_cell(y->d, k->l[1], &cy))
+            continue;
+        for (uint32_t h = ebp_box_hash(c, cx, cy) & b->cmask;; h = (h + 1) & b->cmask) {
+            const box_cell *cl = &b->cells[h];
+            if (cl->cls == UINT32_MAX)
+                break;
+            if (cl->cls != c || cl->c[0] != cx || cl->c[1] != cy)
+                continue;
+            for (uint32_t i = 0; i < cl->n; i++) {
+                const box_entry *e = &b->e[b->items[cl->off + i]];
+                if (ebp_box_side_has(e, 0, x->d) && ebp_box_side_has(e, 1, y->d)) {
+                    box_mark(mt, e->pred[0], x);
+                    box_mark(mt, e->pred[1], y);
+                    if (!mt->record)
+                        wake(mt, &e->t);
+                }
+            }
+            break;
+        }
+    }
+}
+
+/* The boxes whose side `a` contains v (x sides also wake their sub-rules;
+ * the sub-rule then checks the y side's mark). */
+static void box_side(eb_matcher *mt, const boxidx *b, int a, const bval *v)
+{
+    for (uint32_t c = 0; c < b->ncls; c++) {
+        const box_class *k = &b->cls[c];
+        const uint32_t *srt = b->sorted[a] + k->off;
+        /* a side is shorter than 2^l: a box containing v starts after v - 2^l
+         * (2^(l+1) absorbs the rounding of the subtraction) */
+        double from = v->d - ldexp(1.0, k->l[a] + 1);
+        uint32_t lo = 0, hi = k->n;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (b->e[srt[mid]].lo[a] < from)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (uint32_t i = lo; i < k->n && b->e[srt[i]].lo[a] <= v->d; i++) {
+            const box_entry *e = &b->e[srt[i]];
+            if (!ebp_box_side_has(e, a, v->d))
+                continue;
+            box_mark(mt, e->pred[a], v);
+            if (a == 0 && !mt->record)
+                wake(mt, &e->t);
+        }
+    }
+}
+
+/* End of a pass: look the kept numbers up in every box index. */
+static void box_pass(eb_matcher *mt, const eb_snapshot *s)
+{
+    if (!mt->nbvals)
+        return;
+    if (GROW(mt, bsel, bsel_cap, mt->nbvals)) {
+        mt->oom = 1;
+        return;
+    }
+    for (uint32_t i = 0; i < s->nboxes; i++) {
+        const boxidx *b = s->boxes[i];
+        /* x values from the front of bsel, y values from the back */
+        size_t nx = 0, ny = 0;
+        for (size_t k = 0; k < mt->nbvals; k++) {
+            if (mt->bvals[k].path == b->path[0])
+                mt->bsel[nx++] = (uint32_t)k;
+            else if (mt->bvals[k].path == b->path[1])
+                mt->bsel[mt->nbvals - ++ny] = (uint32_t)k;
+        }
+        if (!nx || !ny)
+            continue; /* a box needs both */
+        const uint32_t *xs = mt->bsel, *ys = mt->bsel + mt->nbvals - ny;
+        if (nx * ny <= BOX_PAIRS_MAX) {
+            for (size_t p = 0; p < nx; p++)
+                for (size_t q = 0; q < ny; q++)
+                    box_point(mt, b, &mt->bvals[xs[p]], &mt->bvals[ys[q]]);
+        } else {
+            for (size_t p = 0; p < nx; p++)
+                box_side(mt, b, 0, &mt->bvals[xs[p]]);
+            for (size_t q = 0; q < ny; q++)
+                box_side(mt, b, 1, &mt->bvals[ys[q]]);
+        }
+    }
+}
+
 /* A grouped unit held: wake the groups whose hint held too.  Either look
  * each held hint up in the unit's groups (sorted by hint) or check each
  * group's hint, whichever is fewer steps. */
@@ -1334,6 +1478,7 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
     if (read_event(mt, json, len, flags))
         return set_err(mt, err, EB_ERR_EVENT);
     mt->ndp = 0;
+    box_pass(mt, s);
     for (size_t i = 0; i < mt->ngunits; i++)
         wake_groups(mt, mt->gvms[i], mt->gunits[i]);
     for (size_t i = 0; i < mt->ncands; i++) {
@@ -1351,6 +1496,8 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
         scratch_reset(mt);
         mt->record = 1;
         int rc = read_event(mt, json, len, flags);
+        if (!rc)
+            box_pass(mt, s);
         mt->record = 0;
         if (rc)
             return set_err(mt, err, EB_ERR_EVENT);

@@ -11,6 +11,14 @@ typedef struct {
     uint32_t next;      /* index+1 of the next record of the same predicate/path */
 } rec;
 
+/* a number at a path that is a side of some box index (kept until the end of the pass) */
+typedef struct {
+    double d;
+    uint32_t path;
+    uint32_t flag;             /* 1: top level, 2: inside an array */
+    uint32_t toff, tlen;       /* pass 2: its array trail (tlen 0 at top level) */
+} bval;
+
 typedef struct {
     uint32_t epoch;
     uint32_t flags;
@@ -38,6 +46,10 @@ struct eb_matcher {
     size_t ngunits, gunits_cap, gvms_cap;
     uint32_t *hints; /* MARK_HINT predicates that held (pass 1) */
     size_t nhints, hints_cap;
+    bval *bvals;
+    size_t nbvals, bvals_cap;
+    uint32_t *bsel; /* scratch: the bvals of one box index's two paths */
+    size_t bsel_cap;
     uint32_t *dp;
     size_t ndp, dp_cap;
     uint64_t *out;

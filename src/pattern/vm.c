@@ -478,11 +478,13 @@ static const unsigned char *tmp_copy(builder *b, const void *p, size_t n)
     return k;
 }
 
-vm *ebp_vm_build(const vm_input *in, uint32_t n)
+vm *ebp_vm_build(const vm_input *in, uint32_t n, unsigned flags)
 {
     vm *v = calloc(1, sizeof *v);
     if (!v)
         return NULL;
+    if (flags & VM_BOX)
+        v->flags |= VM_BOX | VM_NUM;
     v->refs = 1;
     ebp_arena_init(&v->arena);
     builder b = {.v = v};
