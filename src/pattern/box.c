@@ -29,6 +29,51 @@ typedef struct {
     uint32_t i;
 } ord_t;
 
+static int int_desc(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return x > y ? -1 : x < y;
+}
+
+/* Per axis, raise each box's level to its class's: the highest level of a
+ * band of BOX_CLASS_LEVELS levels, bands taken from the top down. */
+static int band_levels(ord_t *ord, uint32_t n)
+{
+    int *lv = malloc((n ? n : 1) * sizeof *lv);
+    int *top = malloc((n ? n : 1) * sizeof *top);
+    if (!lv || !top) {
+        free(lv);
+        free(top);
+        return -1;
+    }
+    for (int a = 0; a < 2; a++) {
+        for (uint32_t i = 0; i < n; i++)
+            lv[i] = ord[i].l[a];
+        qsort(lv, n, sizeof *lv, int_desc);
+        uint32_t nd = 0;
+        for (uint32_t i = 0; i < n; i++)
+            if (!nd || lv[nd - 1] != lv[i])
+                lv[nd++] = lv[i];
+        /* top[k]: the band level of distinct level lv[k] */
+        for (uint32_t k = 0; k < nd; k++)
+            top[k] = k && lv[k] > top[k - 1] - BOX_CLASS_LEVELS ? top[k - 1] : lv[k];
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t lo = 0, hi = nd; /* lv is descending */
+            while (lo < hi) {
+                uint32_t mid = lo + (hi - lo) / 2;
+                if (lv[mid] > ord[i].l[a])
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            ord[i].l[a] = top[lo];
+        }
+    }
+    free(lv);
+    free(top);
+    return 0;
+}
+
 static int ord_cmp(const void *a, const void *b)
 {
     const ord_t *x = a, *y = b;
@@ -64,7 +109,7 @@ void ebp_box_release(boxidx *b)
     free(b->e);
     free(b->cls);
     free(b->cells);
-    free(b->items);
+    free(b->ce);
     free(b->sorted[0]);
     free(b->sorted[1]);
     free(b);
@@ -104,6 +149,8 @@ boxidx *ebp_box_build(uint32_t px, uint32_t py, const box_input *in, uint32_t n)
         ord[i].i = i;
     }
     /* classes; per class the boxes by lo[0], and by lo[1] */
+    if (band_levels(ord, n))
+        goto fail;
     qsort(ord, n, sizeof *ord, ord_cmp);
     size_t nck = 0;
     for (uint32_t i = 0; i < n;) {
@@ -138,7 +185,7 @@ boxidx *ebp_box_build(uint32_t px, uint32_t py, const box_input *in, uint32_t n)
     }
     /* cells: runs of equal (class, cell) in sorted order */
     qsort(ck, nck, sizeof *ck, cell_cmp);
-    b->items = malloc((nck ? nck : 1) * sizeof *b->items);
+    b->ce = malloc((nck ? nck : 1) * sizeof *b->ce);
     size_t ncells = 0;
     for (size_t i = 0; i < nck; i++)
         ncells += !i || ck[i].cls != ck[i - 1].cls || ck[i].c[0] != ck[i - 1].c[0] || ck[i].c[1] != ck[i - 1].c[1];
@@ -146,7 +193,7 @@ boxidx *ebp_box_build(uint32_t px, uint32_t py, const box_input *in, uint32_t n)
     while (cap < 2 * ncells)
         cap *= 2;
     b->cells = malloc(cap * sizeof *b->cells);
-    if (!b->items || !b->cells)
+    if (!b->ce || !b->cells)
         goto fail;
     b->cmask = cap - 1;
     for (uint32_t i = 0; i < cap; i++)
@@ -154,7 +201,7 @@ boxidx *ebp_box_build(uint32_t px, uint32_t py, const box_input *in, uint32_t n)
     for (size_t i = 0; i < nck;) {
         size_t j = i;
         while (j < nck && ck[j].cls == ck[i].cls && ck[j].c[0] == ck[i].c[0] && ck[j].c[1] == ck[i].c[1]) {
-            b->items[j] = ck[j].i;
+            b->ce[j] = b->e[ck[j].i];
             j++;
         }
         uint32_t h = ebp_box_hash(ck[i].cls, ck[i].c[0], ck[i].c[1]) & b->cmask;
@@ -164,7 +211,7 @@ boxidx *ebp_box_build(uint32_t px, uint32_t py, const box_input *in, uint32_t n)
         i = j;
     }
     b->mem = sizeof *b + n * (sizeof *b->e + 2 * sizeof(uint32_t)) + b->ncls * sizeof *b->cls +
-             cap * sizeof *b->cells + nck * sizeof *b->items;
+             cap * sizeof *b->cells + nck * sizeof *b->ce;
     free(ord);
     free(ck);
     return b;

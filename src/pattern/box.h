@@ -4,9 +4,12 @@
  * Indexed one range at a time, such a sub-rule would make every x range
  * containing the event's x a candidate, to be dropped at once for its y.  A
  * box index instead finds the boxes containing the point (x, y) directly:
- * boxes are put in classes by the size of their sides (powers of two), and
- * in each class in a hash of grid cells of that size, so a box covers at
- * most 2 x 2 cells and a point is looked up in one cell per class.
+ * boxes are put in classes by the size of their sides, and in each class in
+ * a hash of grid cells at least as long as any side in the class, so a box
+ * covers at most 2 x 2 cells and a point is looked up in one cell per class.
+ * A class spans sides from 2^(l-4) to 2^l long per axis (a cell then holds
+ * the boxes near it, up to 16 x 16 times smaller), so boxes of similar size
+ * make one class and one lookup.  A cell's boxes are stored together.
  *
  * When an event has so many values on the two paths that trying every
  * (x, y) pair would cost more than the ranges one by one, the index also
@@ -39,8 +42,11 @@ typedef struct {
 typedef struct {
     int64_t c[2];
     uint32_t cls; /* UINT32_MAX: empty slot */
-    uint32_t off, n; /* boxes in items */
+    uint32_t off, n; /* the cell's boxes in ce */
 } box_cell;
+
+/* Per axis, the sides of a class are 2^(l - CLASS_LEVELS) .. 2^l long. */
+#define BOX_CLASS_LEVELS 4
 
 typedef struct boxidx {
     int refs;
@@ -51,7 +57,7 @@ typedef struct boxidx {
     uint32_t ncls;
     box_cell *cells;  /* open addressing by (class, cell) */
     uint32_t cmask;
-    uint32_t *items;  /* box indexes per cell */
+    box_entry *ce;    /* copies of the boxes, cell by cell */
     uint32_t *sorted[2]; /* box indexes per class, by lo[axis] ascending */
     size_t mem;
 } boxidx;

@@ -1341,7 +1341,7 @@ static void box_point(eb_matcher *mt, const boxidx *b, const bval *x, const bval
             if (cl->cls != c || cl->c[0] != cx || cl->c[1] != cy)
                 continue;
             for (uint32_t i = 0; i < cl->n; i++) {
-                const box_entry *e = &b->e[b->items[cl->off + i]];
+                const box_entry *e = &b->ce[cl->off + i];
                 if (ebp_box_side_has(e, 0, x->d) && ebp_box_side_has(e, 1, y->d)) {
                     box_mark(mt, e->pred[0], x);
                     box_mark(mt, e->pred[1], y);
