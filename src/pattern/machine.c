@@ -285,7 +285,7 @@ size_t eb_snapshot_memory(const eb_snapshot *s)
             const rule_rec *r = s->rules[c]->items[i];
             if (!r)
                 continue;
-            m += sizeof *r + r->nsub * (2 * sizeof(uint32_t) + sizeof(uint16_t) + sizeof(void *));
+            m += sizeof *r + r->nsub * (4 * sizeof(uint32_t) + 2 * sizeof(uint16_t) + sizeof(void *));
             for (uint32_t k = 0; k < r->nsub; k++)
                 for (size_t j = 0; j < r->pat->subs[k].nfields; j++)
                     m += sizeof(field_rec) + r->fields[k][j].npreds * sizeof(uint32_t);
@@ -870,7 +870,7 @@ static uint16_t choose_access(const eb_machine *m, const rule_rec *r, uint32_t i
 
 static ebp_target target_for(const rule_rec *r, uint32_t i)
 {
-    ebp_target t = {r->sr_ids[i], r->hints[i], r->sr_gens[i]};
+    ebp_target t = {r->sr_ids[i], r->hints[i], r->sr_gens[i] | (uint64_t)r->hints2[i] << 32};
     if (IS_SINGLE(t.hint))
         t.aux = r->key;
     return t;
@@ -1040,16 +1040,25 @@ static int rule_register(eb_machine *m, rule_rec *r)
          * (and a box's other side), the least shared one */
         r->hints[i] = sub->nfields == 1 ? (HINT_SINGLE | r->slot) : HINT_NONE;
         if (npos && sub->nfields > 1) {
-            uint32_t best = UINT32_MAX;
+            /* and a second hint, the next least shared, checked before the
+             * sub-rule is looked at */
+            uint32_t best = UINT32_MAX, second = UINT32_MAX;
             for (size_t j = 0; j < sub->nfields; j++) {
                 if (j == r->access[i] || j == r->box2[i] || fr[j].kind != FK_POS || fr[j].npreds != 1)
                     continue;
                 const pred_rec *pd = m->pred_tab[fr[j].preds[0]];
-                if (best == UINT32_MAX || pd->refs < m->pred_tab[best]->refs)
+                if (pd->id == best || pd->id == second)
+                    continue;
+                if (best == UINT32_MAX || pd->refs < m->pred_tab[best]->refs) {
+                    second = best;
                     best = pd->id;
+                } else if (second == UINT32_MAX || pd->refs < m->pred_tab[second]->refs) {
+                    second = pd->id;
+                }
             }
             if (best != UINT32_MAX) {
                 r->hints[i] = best;
+                r->hints2[i] = second;
                 m->pred_tab[best]->nhint++;
             }
         }
@@ -1117,6 +1126,8 @@ static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
     size += nsub * sizeof(uint32_t);
     size_t o_hints = size;
     size += nsub * sizeof(uint32_t);
+    size_t o_hints2 = size;
+    size += nsub * sizeof(uint32_t);
     size = (size + 7) & ~(size_t)7;
     size_t o_fptr = size;
     size += nsub * sizeof(field_rec *);
@@ -1138,6 +1149,7 @@ static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
     r->sr_ids = (uint32_t *)(void *)(blk + o_ids);
     r->sr_gens = (uint32_t *)(void *)(blk + o_gens);
     r->hints = (uint32_t *)(void *)(blk + o_hints);
+    r->hints2 = (uint32_t *)(void *)(blk + o_hints2);
     r->fields = (field_rec **)(void *)(blk + o_fptr);
     r->access = (uint16_t *)(void *)(blk + o_access);
     r->box2 = (uint16_t *)(void *)(blk + o_box2);
@@ -1145,6 +1157,7 @@ static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
     uint32_t *pr = (uint32_t *)(void *)(blk + o_preds);
     for (size_t i = 0; i < nsub; i++) {
         r->hints[i] = HINT_NONE; /* until registered: no hint to count, no box */
+        r->hints2[i] = UINT32_MAX;
         r->box2[i] = UINT16_MAX;
         r->fields[i] = fr;
         for (size_t j = 0; j < p->subs[i].nfields; j++) {

@@ -50,7 +50,8 @@ typedef struct {
                     * of the sub-rule needs: a candidate whose hint predicate
                     * did not hold is dropped without looking at the sub-rule */
     uint64_t aux;  /* single: the rule's key (matching needs nothing else);
-                    * otherwise the sub-rule id's generation */
+                    * otherwise the sub-rule id's generation (low 32 bits)
+                    * and a second hint (high 32 bits, UINT32_MAX: none) */
 } ebp_target;
 
 
@@ -259,6 +260,7 @@ typedef struct rule_rec {
     uint32_t *sr_ids;       /* nsub */
     uint32_t *sr_gens;      /* nsub */
     uint32_t *hints;        /* nsub: ebp_target.hint */
+    uint32_t *hints2;       /* nsub: the second hint, UINT32_MAX: none */
     uint16_t *access;       /* nsub: access field index (a box: its x side) */
     uint16_t *box2;         /* nsub: a box's y side field index, UINT16_MAX: not a box */
     field_rec **fields;     /* nsub arrays of nfields */

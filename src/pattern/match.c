@@ -1485,6 +1485,9 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
         const ebp_target *c = &mt->cands[i];
         if (c->hint != HINT_NONE && mt->preds[c->hint].epoch != mt->epoch)
             continue; /* another field cannot hold: no need to look further */
+        uint32_t h2 = (uint32_t)(c->aux >> 32);
+        if (h2 != UINT32_MAX && mt->preds[h2].epoch != mt->epoch)
+            continue;
         consider(mt, c->sr, (uint32_t)c->aux);
     }
     for (uint32_t i = 0; i < s->nalways; i++)
