@@ -163,6 +163,11 @@ enum {
     VM_BOX = 16  /* a side of some box index: keep the event's numbers here for it */
 };
 
+/* affix kinds */
+enum { AF_PREFIX = 0, AF_SUFFIX = 1, AF_PREFIX_EIC = 2, AF_SUFFIX_EIC = 3 };
+#define AFFIX_MAX_LENGTHS 4
+#define AFFIX_TAGS "PXQY"
+
 /* Up to this many numeric ranges on a path are scanned; more get an index. */
 #define RANGE_LINEAR_MAX 8
 
@@ -188,6 +193,12 @@ typedef struct vm {
     unit u_true, u_false, u_null, u_exists;
     uint32_t has_true, has_false, has_null, has_exists;
     trie prefix, suffix, prefix_eic, suffix_eic;
+    /* prefix/suffix predicates of few distinct lengths are not in the tries
+     * but here, by their bytes (tags AFFIX_TAGS[kind]); a value is looked
+     * up once per length instead of walking a trie byte by byte */
+    hmap affix;
+    uint32_t affix_len[4][AFFIX_MAX_LENGTHS]; /* per kind (AF_*): the lengths, ascending */
+    uint8_t affix_nlen[4];
     wc_entry *wcs; /* anchored wildcards (by trie node) followed by unanchored */
     uint32_t wc_unanchored_off, nwc_unanchored;
     range_entry *ranges;

@@ -531,6 +531,19 @@ static inline void walk_trie(eb_matcher *mt, const vm *v, const trie *t, const u
     }
 }
 
+/* The prefixes (or suffixes) of s of the lengths kept in the affix map. */
+static inline void affix_probe(eb_matcher *mt, const vm *v, int kind, const unsigned char *s, size_t n)
+{
+    for (uint32_t i = 0; i < v->affix_nlen[kind]; i++) {
+        uint32_t l = v->affix_len[kind][i];
+        if (l > n)
+            return;
+        const hm_entry *e = hm_get(v, &v->affix, (unsigned char)AFFIX_TAGS[kind], kind & 1 ? s + n - l : s, l);
+        if (e)
+            unit_hit(mt, v, &e->u);
+    }
+}
+
 static int fold_value(eb_matcher *mt, const unsigned char *s, size_t n, size_t *outn)
 {
     if (GROW(mt, fbuf, fbuf_cap, n + 1))
@@ -625,6 +638,10 @@ static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
     }
     walk_trie(mt, v, &v->prefix, s, n, 0, s, n);
     walk_trie(mt, v, &v->suffix, s, n, 1, s, n);
+    if (v->affix.count) {
+        affix_probe(mt, v, AF_PREFIX, s, n);
+        affix_probe(mt, v, AF_SUFFIX, s, n);
+    }
     for (uint32_t i = 0; i < v->nwc_unanchored; i++) {
         const wc_entry *w = &v->wcs[v->wc_unanchored_off + i];
         if (ebp_glob_match(w->g, s, n))
@@ -646,6 +663,10 @@ static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
             unit_hit(mt, v, &e->u);
         walk_trie(mt, v, &v->prefix_eic, f, fn, 0, f, fn);
         walk_trie(mt, v, &v->suffix_eic, f, fn, 1, f, fn);
+        if (v->affix.count) {
+            affix_probe(mt, v, AF_PREFIX_EIC, f, fn);
+            affix_probe(mt, v, AF_SUFFIX_EIC, f, fn);
+        }
     }
     if (v->nabs)
         ab_string(mt, v, s, n, f, fn);

@@ -467,6 +467,50 @@ static void push_titem(builder *b, ebp_vec *vec, const unsigned char *s, size_t 
     *e = (titem){s, (uint32_t)n, in, g};
 }
 
+/* If the plain (not wildcard) items of trie vector `t` have at most
+ * AFFIX_MAX_LENGTHS distinct lengths, move them to `affix` (keyed by the
+ * condition's own bytes, not reversed) and note the lengths in the vm. */
+static void affix_split(builder *b, vm *v, int kind, ebp_vec *t, ebp_vec *affix)
+{
+    uint32_t lens[AFFIX_MAX_LENGTHS];
+    uint32_t nl = 0;
+    for (size_t i = 0; i < t->len; i++) {
+        const titem *it = &EBP_VEC_AT(t, titem, i);
+        if (it->g)
+            continue;
+        uint32_t k = 0;
+        while (k < nl && lens[k] != it->n)
+            k++;
+        if (k < nl)
+            continue;
+        if (nl == AFFIX_MAX_LENGTHS)
+            return; /* too many lengths: the trie is better */
+        lens[nl++] = it->n;
+    }
+    if (!nl)
+        return;
+    size_t keep = 0;
+    for (size_t i = 0; i < t->len; i++) {
+        const titem *it = &EBP_VEC_AT(t, titem, i);
+        if (it->g) {
+            EBP_VEC_AT(t, titem, keep++) = *it;
+            continue;
+        }
+        const ebp_cond *c = it->in->cond;
+        push_hkey(b, affix, (uint32_t)(unsigned char)AFFIX_TAGS[kind], (const unsigned char *)c->s.s, c->s.n, it->in);
+    }
+    t->len = keep;
+    /* ascending, so a lookup can stop at the first length beyond the value */
+    for (uint32_t i = 1; i < nl; i++)
+        for (uint32_t j = i; j > 0 && lens[j - 1] > lens[j]; j--) {
+            uint32_t x = lens[j];
+            lens[j] = lens[j - 1];
+            lens[j - 1] = x;
+        }
+    memcpy(v->affix_len[kind], lens, nl * sizeof *lens);
+    v->affix_nlen[kind] = (uint8_t)nl;
+}
+
 static const unsigned char *tmp_copy(builder *b, const void *p, size_t n)
 {
     unsigned char *k = ebp_arena_alloc(&b->tmp, n);
@@ -643,6 +687,14 @@ vm *ebp_vm_build(const vm_input *in, uint32_t n, unsigned flags)
         }
     }
 
+    /* plain prefixes/suffixes of few lengths: out of the tries, into affix */
+    ebp_vec *tv[4] = {&tp, &ts, &tpe, &tse};
+    ebp_vec affix;
+    ebp_vec_init(&affix, sizeof(hkey));
+    for (int k = 0; k < 4 && !b.oom; k++)
+        affix_split(&b, v, k, tv[k], &affix);
+    hmap_build(&b, &v->affix, affix.items, affix.len, &keybuf);
+    ebp_vec_free(&affix);
     hmap_build(&b, &v->exact, exact.items, exact.len, &keybuf);
     hmap_build(&b, &v->eic, eic.items, eic.len, &keybuf);
     trie_build(&b, &v->prefix, tp.items, tp.len, &wcs);
