@@ -870,7 +870,7 @@ static uint16_t choose_access(const eb_machine *m, const rule_rec *r, uint32_t i
 
 static ebp_target target_for(const rule_rec *r, uint32_t i)
 {
-    ebp_target t = {r->sr_ids[i], r->hints[i], r->sr_gens[i] | (uint64_t)r->hints2[i] << 32};
+    ebp_target t = {r->sr_ids[i], RR_HINTS(r)[i], RR_GENS(r)[i] | (uint64_t)RR_HINTS2(r)[i] << 32};
     if (IS_SINGLE(t.hint))
         t.aux = r->key;
     return t;
@@ -931,7 +931,7 @@ static int box_register(eb_machine *m, const rule_rec *r, uint32_t i, path_rec *
 {
     const ebp_sub *sub = &r->pat->subs[i];
     const field_rec *fr = r->fields[i];
-    uint16_t x = r->access[i], y = r->box2[i];
+    uint16_t x = r->access[i], y = RR_BOX2(r)[i];
     boxreg *g = breg_get(m, px->id, py->id, 1);
     if (!g)
         return -1;
@@ -958,7 +958,7 @@ static void box_unregister(eb_machine *m, const rule_rec *r, uint32_t i)
 {
     const ebp_sub *sub = &r->pat->subs[i];
     const field_rec *fr = r->fields[i];
-    uint16_t x = r->access[i], y = r->box2[i];
+    uint16_t x = r->access[i], y = RR_BOX2(r)[i];
     path_rec *px = *path_lookup(m, sub->fields[x]->path.s, sub->fields[x]->path.n);
     path_rec *py = *path_lookup(m, sub->fields[y]->path.s, sub->fields[y]->path.n);
     boxreg *g = px && py ? breg_get(m, px->id, py->id, 0) : NULL;
@@ -999,7 +999,7 @@ static int rule_register(eb_machine *m, rule_rec *r)
             m->sr_gen_cap = nc;
         }
         r->sr_ids[i] = sr;
-        r->sr_gens[i] = ++m->sr_gen[sr];
+        RR_GENS(r)[i] = ++m->sr_gen[sr];
         int npos = 0;
         for (size_t j = 0; j < sub->nfields; j++) {
             const ebp_field *f = sub->fields[j];
@@ -1035,16 +1035,16 @@ static int rule_register(eb_machine *m, rule_rec *r)
         uint16_t bx = 0, by = 0;
         int boxed = find_box(sub, fr, &bx, &by);
         r->access[i] = boxed ? bx : npos ? choose_access(m, r, i, prs) : UINT16_MAX;
-        r->box2[i] = boxed ? by : UINT16_MAX;
+        RR_BOX2(r)[i] = boxed ? by : UINT16_MAX;
         /* hint: a one-predicate positive field besides the access field
          * (and a box's other side), the least shared one */
-        r->hints[i] = sub->nfields == 1 ? (HINT_SINGLE | r->slot) : HINT_NONE;
+        RR_HINTS(r)[i] = sub->nfields == 1 ? (HINT_SINGLE | r->slot) : HINT_NONE;
         if (npos && sub->nfields > 1) {
             /* and a second hint, the next least shared, checked before the
              * sub-rule is looked at */
             uint32_t best = UINT32_MAX, second = UINT32_MAX;
             for (size_t j = 0; j < sub->nfields; j++) {
-                if (j == r->access[i] || j == r->box2[i] || fr[j].kind != FK_POS || fr[j].npreds != 1)
+                if (j == r->access[i] || j == RR_BOX2(r)[i] || fr[j].kind != FK_POS || fr[j].npreds != 1)
                     continue;
                 const pred_rec *pd = m->pred_tab[fr[j].preds[0]];
                 if (pd->id == best || pd->id == second)
@@ -1057,8 +1057,8 @@ static int rule_register(eb_machine *m, rule_rec *r)
                 }
             }
             if (best != UINT32_MAX) {
-                r->hints[i] = best;
-                r->hints2[i] = second;
+                RR_HINTS(r)[i] = best;
+                RR_HINTS2(r)[i] = second;
                 m->pred_tab[best]->nhint++;
             }
         }
@@ -1086,9 +1086,9 @@ static void rule_unregister(eb_machine *m, rule_rec *r)
     const struct eb_pattern *p = r->pat;
     for (uint32_t i = 0; i < r->nsub; i++) {
         const ebp_sub *sub = &p->subs[i];
-        if (!(r->hints[i] & HINT_SINGLE) && m->pred_tab[r->hints[i]])
-            m->pred_tab[r->hints[i]]->nhint--;
-        if (r->box2[i] != UINT16_MAX)
+        if (!(RR_HINTS(r)[i] & HINT_SINGLE) && m->pred_tab[RR_HINTS(r)[i]])
+            m->pred_tab[RR_HINTS(r)[i]]->nhint--;
+        if (RR_BOX2(r)[i] != UINT16_MAX)
             box_unregister(m, r, i);
         for (size_t j = 0; j < sub->nfields; j++) {
             path_rec **slot = path_lookup(m, sub->fields[j]->path.s, sub->fields[j]->path.n);
@@ -1102,7 +1102,7 @@ static void rule_unregister(eb_machine *m, rule_rec *r)
                 pred_rec *pd = m->pred_tab[f->preds[k]];
                 if (!pd)
                     continue;
-                if (j == r->access[i] && r->box2[i] == UINT16_MAX)
+                if (j == r->access[i] && RR_BOX2(r)[i] == UINT16_MAX)
                     acc_remove(pd, r->sr_ids[i], sub->nfields == 1);
                 pd->refs--;
             }
@@ -1120,14 +1120,8 @@ static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
             nconds += p->subs[i].fields[j]->ncond;
     }
     size_t size = sizeof(rule_rec);
-    size_t o_ids = size;
-    size += nsub * sizeof(uint32_t);
-    size_t o_gens = size;
-    size += nsub * sizeof(uint32_t);
-    size_t o_hints = size;
-    size += nsub * sizeof(uint32_t);
-    size_t o_hints2 = size;
-    size += nsub * sizeof(uint32_t);
+    size_t o_ids = size; /* ids, gens, hints, hints2 */
+    size += 4 * nsub * sizeof(uint32_t);
     size = (size + 7) & ~(size_t)7;
     size_t o_fptr = size;
     size += nsub * sizeof(field_rec *);
@@ -1135,10 +1129,8 @@ static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
     size += nfields * sizeof(field_rec);
     size_t o_preds = size;
     size += nconds * sizeof(uint32_t);
-    size_t o_access = size;
-    size += nsub * sizeof(uint16_t);
-    size_t o_box2 = size;
-    size += nsub * sizeof(uint16_t);
+    size_t o_access = size; /* access, box2 */
+    size += 2 * nsub * sizeof(uint16_t);
     char *blk = calloc(1, size);
     if (!blk)
         return NULL;
@@ -1147,18 +1139,14 @@ static rule_rec *make_rule(eb_machine *m, uint64_t key, const eb_pattern *p)
     r->key = key;
     r->nsub = (uint32_t)nsub;
     r->sr_ids = (uint32_t *)(void *)(blk + o_ids);
-    r->sr_gens = (uint32_t *)(void *)(blk + o_gens);
-    r->hints = (uint32_t *)(void *)(blk + o_hints);
-    r->hints2 = (uint32_t *)(void *)(blk + o_hints2);
     r->fields = (field_rec **)(void *)(blk + o_fptr);
     r->access = (uint16_t *)(void *)(blk + o_access);
-    r->box2 = (uint16_t *)(void *)(blk + o_box2);
     field_rec *fr = (field_rec *)(void *)(blk + o_frec);
     uint32_t *pr = (uint32_t *)(void *)(blk + o_preds);
     for (size_t i = 0; i < nsub; i++) {
-        r->hints[i] = HINT_NONE; /* until registered: no hint to count, no box */
-        r->hints2[i] = UINT32_MAX;
-        r->box2[i] = UINT16_MAX;
+        RR_HINTS(r)[i] = HINT_NONE; /* until registered: no hint to count, no box */
+        RR_HINTS2(r)[i] = UINT32_MAX;
+        RR_BOX2(r)[i] = UINT16_MAX;
         r->fields[i] = fr;
         for (size_t j = 0; j < p->subs[i].nfields; j++) {
             fr[j].preds = pr;
@@ -1440,7 +1428,7 @@ static int publish(eb_machine *m, rule_rec *const *gone, size_t ngone, rule_rec 
             t->fields = r->fields[i];
             t->key = r->key;
             t->slot = r->slot;
-            t->gen = r->sr_gens[i];
+            t->gen = RR_GENS(r)[i];
             t->nfields = (uint32_t)sub->nfields;
         }
         rule_rec **slot = rc ? NULL : rule_mut(&ch, r->slot);
@@ -1577,8 +1565,8 @@ static eb_status change_rules(eb_machine *m, size_t n, const uint64_t *keys, con
             rule_rec *g = gone[q];
             for (uint32_t i = 0; i < g->nsub; i++) {
                 const ebp_sub *sub = &g->pat->subs[i];
-                if (!(g->hints[i] & HINT_SINGLE) && m->pred_tab[g->hints[i]])
-                    m->pred_tab[g->hints[i]]->nhint++;
+                if (!(RR_HINTS(g)[i] & HINT_SINGLE) && m->pred_tab[RR_HINTS(g)[i]])
+                    m->pred_tab[RR_HINTS(g)[i]]->nhint++;
                 for (size_t j = 0; j < sub->nfields; j++) {
                     path_rec *pr = *path_lookup(m, sub->fields[j]->path.s, sub->fields[j]->path.n);
                     if (!pr)
@@ -1590,12 +1578,12 @@ static eb_status change_rules(eb_machine *m, size_t n, const uint64_t *keys, con
                         if (!pd)
                             continue;
                         pd->refs++;
-                        if (j == g->access[i] && g->box2[i] == UINT16_MAX)
+                        if (j == g->access[i] && RR_BOX2(g)[i] == UINT16_MAX)
                             acc_add(pd, target_for(g, i), sub->nfields == 1);
                     }
                 }
-                if (g->box2[i] != UINT16_MAX) {
-                    const ebp_field *fx = sub->fields[g->access[i]], *fy = sub->fields[g->box2[i]];
+                if (RR_BOX2(g)[i] != UINT16_MAX) {
+                    const ebp_field *fx = sub->fields[g->access[i]], *fy = sub->fields[RR_BOX2(g)[i]];
                     box_register(m, g, i, *path_lookup(m, fx->path.s, fx->path.n),
                                  *path_lookup(m, fy->path.s, fy->path.n));
                 }

@@ -264,18 +264,21 @@ typedef struct {
 
 typedef struct rule_rec {
     int refs;
-    uint64_t key;
     uint32_t slot;
-    const struct eb_pattern *pat;
     uint32_t nsub;
-    uint32_t *sr_ids;       /* nsub */
-    uint32_t *sr_gens;      /* nsub */
-    uint32_t *hints;        /* nsub: ebp_target.hint */
-    uint32_t *hints2;       /* nsub: the second hint, UINT32_MAX: none */
-    uint16_t *access;       /* nsub: access field index (a box: its x side) */
-    uint16_t *box2;         /* nsub: a box's y side field index, UINT16_MAX: not a box */
+    uint64_t key;
+    const struct eb_pattern *pat;
+    uint32_t *sr_ids;       /* 4 * nsub: the sub-rule ids, then RR_GENS, RR_HINTS, RR_HINTS2 */
+    uint16_t *access;       /* 2 * nsub: access field index (a box: its x side), then RR_BOX2 */
     field_rec **fields;     /* nsub arrays of nfields */
 } rule_rec;
+
+/* per sub-rule arrays that follow sr_ids / access (no pointers of their own:
+ * a rule record stays small, see the memory target per rule) */
+#define RR_GENS(r) ((r)->sr_ids + (r)->nsub)       /* generation of each sub-rule id */
+#define RR_HINTS(r) ((r)->sr_ids + 2 * (r)->nsub)  /* ebp_target.hint */
+#define RR_HINTS2(r) ((r)->sr_ids + 3 * (r)->nsub) /* the second hint, UINT32_MAX: none */
+#define RR_BOX2(r) ((r)->access + (r)->nsub)       /* a box's y side field index, UINT16_MAX: not a box */
 
 #define CHUNK_BITS 6
 #define CHUNK 64u
