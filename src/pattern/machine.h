@@ -166,6 +166,7 @@ enum {
 /* affix kinds */
 enum { AF_PREFIX = 0, AF_SUFFIX = 1, AF_PREFIX_EIC = 2, AF_SUFFIX_EIC = 3 };
 #define AFFIX_MAX_LENGTHS 4
+#define AFFIX_MIN_ITEMS 32
 #define AFFIX_TAGS "PXQY"
 
 /* Up to this many numeric ranges on a path are scanned; more get an index. */

@@ -467,8 +467,8 @@ static void push_titem(builder *b, ebp_vec *vec, const unsigned char *s, size_t 
     *e = (titem){s, (uint32_t)n, in, g};
 }
 
-/* If the plain (not wildcard) items of trie vector `t` have at most
- * AFFIX_MAX_LENGTHS distinct lengths, move them to `affix` (keyed by the
+/* If trie vector `t` is large (AFFIX_MIN_ITEMS) and its plain (not
+ * wildcard) items have at most AFFIX_MAX_LENGTHS distinct lengths, move them to `affix` (keyed by the
  * condition's own bytes, not reversed) and note the lengths in the vm. */
 static void affix_split(builder *b, vm *v, int kind, ebp_vec *t, ebp_vec *affix)
 {
@@ -487,8 +487,8 @@ static void affix_split(builder *b, vm *v, int kind, ebp_vec *t, ebp_vec *affix)
             return; /* too many lengths: the trie is better */
         lens[nl++] = it->n;
     }
-    if (!nl)
-        return;
+    if (!nl || t->len < AFFIX_MIN_ITEMS)
+        return; /* a small trie stays in cache: walking it is cheaper */
     size_t keep = 0;
     for (size_t i = 0; i < t->len; i++) {
         const titem *it = &EBP_VEC_AT(t, titem, i);

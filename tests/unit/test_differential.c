@@ -1264,7 +1264,9 @@ static void many_rules(eb_matcher *mt)
  * only for shared ones get their own families here:
  * - "grouped" access units: an exact value that is the access of many
  *   sub-rules which differ in another field (their hint);
- * - box indexes: sub-rules with bounded numeric ranges on two paths.
+ * - box indexes: sub-rules with bounded numeric ranges on two paths;
+ * - prefix/suffix lookups by their bytes: many affixes of few lengths at
+ *   one path (plus a few wildcards, which stay in the tries).
  * Fields sit at top level or inside an array of objects ("o"), so the
  * array-consistency rules apply; the events repeat and nest values. */
 static long fam_checks, fam_matches;
@@ -1294,6 +1296,18 @@ static void fam_range(sbuf *o)
               chance(50) ? "<" : "<=", b);
 }
 
+static int fam_afx_op; /* per machine: which affix operator the affix family uses */
+
+/* Affixes are ASCII, so their byte lengths are few (1..4) and they are
+ * looked up by their bytes; values may also hold "\u00df" (folds to "ss"). */
+static void fam_afx_str(sbuf *o, int minlen, int maxlen, int in_value)
+{
+    static const char *const A[] = {"a", "b", "A", "B", "s", "S", "\u00df"};
+    int n = minlen + (int)rn((unsigned)(maxlen - minlen) + 1);
+    for (int i = 0; i < n; i++)
+        sb_puts(o, A[rn(in_value ? 7 : 6)]);
+}
+
 static void fam_pattern(sbuf *o, int kind, int in_arr)
 {
     o->n = 0;
@@ -1305,6 +1319,26 @@ static void fam_pattern(sbuf *o, int kind, int in_arr)
             sb_printf(o, ", \"%sc\": [%s]", pre, chance(50) ? "{\"exists\": true}" : "\"c1\"");
         if (chance(15))
             sb_printf(o, ", \"%sd\": [{\"exists\": false}]", pre);
+    } else if (kind == 3) { /* affix: one operator at "s" [+ a wildcard] [+ a] */
+        sb_printf(o, "\"%ss\": [", pre);
+        int eic = fam_afx_op >= 2;
+        const char *op = fam_afx_op & 1 ? "suffix" : "prefix";
+        if (eic)
+            sb_printf(o, "{\"%s\": {\"equals-ignore-case\": \"", op);
+        else
+            sb_printf(o, "{\"%s\": \"", op);
+        fam_afx_str(o, 1, 4, 0);
+        sb_puts(o, eic ? "\"}}" : "\"}");
+        if (chance(10)) {
+            sb_puts(o, ", {\"wildcard\": \"");
+            fam_afx_str(o, 0, 2, 0);
+            sb_puts(o, "*");
+            fam_afx_str(o, 0, 1, 0);
+            sb_puts(o, "\"}");
+        }
+        sb_puts(o, "]");
+        if (chance(20))
+            sb_printf(o, ", \"%sa\": [%s]", pre, PICK(FAM_A));
     } else { /* box: x and y ranges [+ z range] [+ a] */
         sb_printf(o, "\"%sx\": ", pre);
         fam_range(o);
@@ -1329,8 +1363,13 @@ static void fam_value(sbuf *o, const char *key)
     for (int i = 0; i < n; i++) {
         if (i)
             sb_puts(o, ",");
-        if (key[0] == 'a')
+        if (key[0] == 'a') {
             sb_puts(o, PICK(FAM_A));
+        } else if (key[0] == 's') {
+            sb_puts(o, "\"");
+            fam_afx_str(o, 0, 6, 1);
+            sb_puts(o, "\"");
+        }
         else if (key[0] == 'b')
             sb_puts(o, PICK(FAM_B));
         else if (key[0] == 'c')
@@ -1346,7 +1385,7 @@ static void fam_value(sbuf *o, const char *key)
 
 static void fam_object(sbuf *o)
 {
-    static const char *const K[] = {"a", "b", "c", "d", "x", "y", "z"};
+    static const char *const K[] = {"a", "b", "c", "d", "x", "y", "z", "s"};
     sb_puts(o, "{");
     int first = 1;
     for (size_t k = 0; k < sizeof K / sizeof K[0]; k++) {
@@ -1381,11 +1420,12 @@ static void families(eb_matcher *mt)
     char *pjs[NR];
     sbuf pj = {0}, ej = {0};
     eb_machine *m = eb_machine_new();
-    int kind = (int)rn(3); /* 0 grouped, 1 boxes, 2 both */
+    int kind = (int)rn(4); /* 0 grouped, 1 boxes, 2 both, 3 affixes */
     int in_arr = chance(30);
+    fam_afx_op = (int)rn(4);
     int n = 0;
     while (n < NR) {
-        fam_pattern(&pj, kind == 2 ? (int)rn(2) : kind, in_arr || chance(10));
+        fam_pattern(&pj, kind == 2 ? (int)rn(2) : kind, in_arr || (kind != 3 && chance(10)));
         eb_error err;
         if (eb_pattern_compile(pj.b, pj.n, &ps[n], &err) != EB_OK) {
             report("families: pattern rejected", pj.b, "", 0, 0, 0, err.message);
