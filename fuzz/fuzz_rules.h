@@ -38,6 +38,12 @@ static const char *const fuzz_rules[] = {
     "{\"detail\": {\"items\": {\"tags\": {\"k\": [\"v\"]}, \"id\": [{\"exists\": true}]}}}",
     "{\"resources\": [\"arn:1\", \"arn:2\"], \"detail\": {\"a\": {\"b\": {\"c\": {\"d\": [{\"prefix\": \"ab\"}]}}}}}",
     "{\"a\": {\"b\": [{\"exists\": true}]}, \"x\": [{\"exists\": false}]}",
+    /* boxes: bounded numeric ranges on two paths (box index), at top level,
+     * with a third field, and through an array of objects */
+    "{\"detail\": {\"pos\": {\"x\": [{\"numeric\": [\">\", 0, \"<\", 10]}], \"y\": [{\"numeric\": [\">=\", -5, \"<=\", 5]}]}}}",
+    "{\"detail\": {\"pos\": {\"x\": [{\"numeric\": [\">=\", -1e300, \"<\", 1e300]}], \"y\": [{\"numeric\": [\">\", 0.5, "
+    "\"<\", 0.75]}], \"z\": [{\"exists\": true}]}}}",
+    "{\"pts\": {\"x\": [{\"numeric\": [\">\", -1, \"<\", 1]}], \"y\": [{\"numeric\": [\">\", -1, \"<=\", 1]}]}}",
     /* keys that need escaping / unicode */
     "{\"k\\\"ey\": [\"\\\"v\\\\\"], \"\\u00e9\": [\"\\ud83d\\ude80\"], \"\": [\"\"]}",
 };
