@@ -17,6 +17,16 @@
  * against the marks.  Sub-rules without a positive field (only
  * `exists: false`) are checked on every event.
  *
+ * A candidate carries up to two *hints*: predicates of other fields of its
+ * sub-rule that must hold, checked before the sub-rule is looked at.  A
+ * predicate that is the access of many hinted sub-rules ("STREET = X" for
+ * hundreds of rules that also name a FROM_ST) is *grouped*: its targets are
+ * sorted by hint, and only the groups whose hint held in the event wake.
+ *
+ * Prefixes and suffixes are kept in tries (walked byte by byte), except on a
+ * path with many of them and few distinct lengths: then they are looked up
+ * by their bytes, once per length.
+ *
  * Sub-rules with bounded numeric ranges on two paths are reached through a
  * box index instead (box.h): the event's numbers at those paths are kept,
  * and after reading the boxes containing each (x, y) mark both ranges and

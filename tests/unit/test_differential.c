@@ -1172,6 +1172,51 @@ static int keyset(eb_matcher *mt, const eb_snapshot *s, const char *ev, size_t l
 
 static long multi_checks, multi_matches;
 
+/* Both readers' key sets for the event against the reference's `want`;
+ * on a difference, report the rules that differ. */
+static void check_keys(eb_matcher *mt, const eb_snapshot *s, const sbuf *ev, uint64_t want, const char *what,
+                       int nrules, char *const *pjs)
+{
+    uint64_t v, t;
+    int rv = keyset(mt, s, ev->b, ev->n, 0, &v);
+    int rt = keyset(mt, s, ev->b, ev->n, EB_MATCH_TRUSTED, &t);
+    if (!rv && !rt && v == want && t == want)
+        return;
+    if (++n_disagree > 8)
+        return;
+    fprintf(stderr, "DISAGREEMENT (%s, %d rules)\n  event: %s\n  reference %016llx validating %016llx (rc %d) trusting %016llx (rc %d)\n",
+            what, nrules, ev->b, (unsigned long long)want, (unsigned long long)v, rv, (unsigned long long)t, rt);
+    uint64_t diff = (want ^ v) | (want ^ t);
+    for (int r = 0; r < nrules; r++)
+        if (diff >> r & 1)
+            fprintf(stderr, "  differing rule %d: %s\n", r, pjs[r]);
+}
+
+/* The reference's key set for the event over rules ps (all but `gone`);
+ * -1 (reported) if jansson rejects the event. */
+static int ref_keys(eb_pattern *const *ps, int n, int gone, const sbuf *ev, const char *what, uint64_t *want)
+{
+    json_t *j = ref_parse(ev->b, ev->n);
+    if (!j) {
+        report(what, "", ev->b, 0, 0, 0, "jansson rejects the event");
+        return -1;
+    }
+    *want = 0;
+    for (int r = 0; r < n; r++)
+        if (r != gone && ref_match(ps[r], j))
+            *want |= 1ULL << r;
+    json_decref(j);
+    return 0;
+}
+
+static void free_rules(eb_pattern **ps, char **pjs, int n)
+{
+    for (int r = 0; r < n; r++) {
+        eb_pattern_free(ps[r]);
+        free(pjs[r]);
+    }
+}
+
 static void many_rules(eb_matcher *mt)
 {
     enum { NR = 50 };
@@ -1222,39 +1267,17 @@ static void many_rules(eb_matcher *mt)
         for (int q = 0; q < 3; q++)
             sel[q] = ptrs[rn((unsigned)n)];
         gen_event(sel, 3, &ej);
-        json_t *j = ref_parse(ej.b, ej.n);
-        if (!j) {
-            report("many rules: jansson rejects the event", "", ej.b, 0, 0, 0, NULL);
+        uint64_t want;
+        if (ref_keys(ps, n, -1, &ej, "many rules", &want))
             continue;
-        }
-        uint64_t want = 0, v, t;
-        for (int r = 0; r < n; r++)
-            if (ref_match(ps[r], j))
-                want |= 1ULL << r;
-        json_decref(j);
-        int rv = keyset(mt, s, ej.b, ej.n, 0, &v);
-        int rt = keyset(mt, s, ej.b, ej.n, EB_MATCH_TRUSTED, &t);
         multi_checks++;
         if (want)
             multi_matches++;
-        if (rv || rt || v != want || t != want) {
-            n_disagree++;
-            if (n_disagree <= 8) {
-                fprintf(stderr, "DISAGREEMENT (machine with %d rules)\n  event: %s\n  reference %016llx validating %016llx (rc %d) trusting %016llx (rc %d)\n",
-                        NR, ej.b, (unsigned long long)want, (unsigned long long)v, rv, (unsigned long long)t, rt);
-                uint64_t diff = (want ^ v) | (want ^ t);
-                for (int r = 0; r < NR; r++)
-                    if (diff >> r & 1)
-                        fprintf(stderr, "  differing rule %d: %s\n", r, pjs[r]);
-            }
-        }
+        check_keys(mt, s, &ej, want, "random rules", n, pjs);
     }
     eb_snapshot_release(s);
     eb_machine_free(m);
-    for (int r = 0; r < n; r++) {
-        eb_pattern_free(ps[r]);
-        free(pjs[r]);
-    }
+    free_rules(ps, pjs, n);
     free(pj.b);
     free(ej.b);
 }
@@ -1455,38 +1478,18 @@ static void families(eb_matcher *mt)
     eb_snapshot *s = eb_machine_snapshot(m);
     for (int e = 0; e < 20; e++) {
         fam_event(&ej);
-        json_t *j = ref_parse(ej.b, ej.n);
-        if (!j) {
-            report("families: jansson rejects the event", "", ej.b, 0, 0, 0, NULL);
+        uint64_t want;
+        if (ref_keys(ps, n, gone, &ej, "families", &want))
             continue;
-        }
-        uint64_t want = 0, v, t;
-        for (int r = 0; r < n; r++)
-            if (r != gone && ref_match(ps[r], j))
-                want |= 1ULL << r;
-        json_decref(j);
-        int rv = keyset(mt, s, ej.b, ej.n, 0, &v);
-        int rt = keyset(mt, s, ej.b, ej.n, EB_MATCH_TRUSTED, &t);
         fam_checks++;
         fam_matches += want != 0;
-        if (rv || rt || v != want || t != want) {
-            n_disagree++;
-            if (n_disagree <= 8) {
-                fprintf(stderr, "DISAGREEMENT (family %d, %d rules)\n  event: %s\n  reference %016llx validating %016llx (rc %d) trusting %016llx (rc %d)\n",
-                        kind, n, ej.b, (unsigned long long)want, (unsigned long long)v, rv, (unsigned long long)t, rt);
-                uint64_t diff = (want ^ v) | (want ^ t);
-                for (int r = 0; r < n; r++)
-                    if (diff >> r & 1)
-                        fprintf(stderr, "  differing rule %d: %s\n", r, pjs[r]);
-            }
-        }
+        static const char *const names[] = {"family: grouped", "family: boxes", "family: grouped+boxes",
+                                            "family: affixes"};
+        check_keys(mt, s, &ej, want, names[kind], n, pjs);
     }
     eb_snapshot_release(s);
     eb_machine_free(m);
-    for (int r = 0; r < n; r++) {
-        eb_pattern_free(ps[r]);
-        free(pjs[r]);
-    }
+    free_rules(ps, pjs, n);
     free(pj.b);
     free(ej.b);
 }
