@@ -876,6 +876,17 @@ static ebp_target target_for(const rule_rec *r, uint32_t i)
     return t;
 }
 
+/* A sub-rule's hint predicate gains or loses one user (nhint: MARK_HINT). */
+static void count_hint(eb_machine *m, uint32_t hint, int d)
+{
+    if (!IS_PRED_HINT(hint) || !m->pred_tab[hint])
+        return;
+    if (d > 0)
+        m->pred_tab[hint]->nhint++;
+    else
+        m->pred_tab[hint]->nhint--;
+}
+
 /* ---- boxes ------------------------------------------------------------------------- */
 
 /* Whether sub-rule `sub` is a box: two positive fields at different paths,
@@ -1059,7 +1070,7 @@ static int rule_register(eb_machine *m, rule_rec *r)
             if (best != UINT32_MAX) {
                 RR_HINTS(r)[i] = best;
                 RR_HINTS2(r)[i] = second;
-                m->pred_tab[best]->nhint++;
+                count_hint(m, best, 1);
             }
         }
         if (boxed) {
@@ -1086,8 +1097,7 @@ static void rule_unregister(eb_machine *m, rule_rec *r)
     const struct eb_pattern *p = r->pat;
     for (uint32_t i = 0; i < r->nsub; i++) {
         const ebp_sub *sub = &p->subs[i];
-        if (!(RR_HINTS(r)[i] & HINT_SINGLE) && m->pred_tab[RR_HINTS(r)[i]])
-            m->pred_tab[RR_HINTS(r)[i]]->nhint--;
+        count_hint(m, RR_HINTS(r)[i], -1);
         if (RR_BOX2(r)[i] != UINT16_MAX)
             box_unregister(m, r, i);
         for (size_t j = 0; j < sub->nfields; j++) {
@@ -1565,8 +1575,7 @@ static eb_status change_rules(eb_machine *m, size_t n, const uint64_t *keys, con
             rule_rec *g = gone[q];
             for (uint32_t i = 0; i < g->nsub; i++) {
                 const ebp_sub *sub = &g->pat->subs[i];
-                if (!(RR_HINTS(g)[i] & HINT_SINGLE) && m->pred_tab[RR_HINTS(g)[i]])
-                    m->pred_tab[RR_HINTS(g)[i]]->nhint++;
+                count_hint(m, RR_HINTS(g)[i], 1);
                 for (size_t j = 0; j < sub->nfields; j++) {
                     path_rec *pr = *path_lookup(m, sub->fields[j]->path.s, sub->fields[j]->path.n);
                     if (!pr)

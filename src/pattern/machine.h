@@ -53,6 +53,7 @@
 #define HINT_NONE UINT32_MAX   /* no quick check */
 #define HINT_SINGLE 0x80000000u /* | rule slot: the sub-rule has this one field only */
 #define IS_SINGLE(h) (((h) & HINT_SINGLE) && (h) != HINT_NONE)
+#define IS_PRED_HINT(h) (!((h) & HINT_SINGLE)) /* the hint is a predicate id */
 
 typedef struct {
     uint32_t sr;   /* sub-rule id */

@@ -14,11 +14,6 @@ typedef struct {
     int oom;
 } builder;
 
-static int has_hint(const ebp_target *t)
-{
-    return !(t->hint & HINT_SINGLE);
-}
-
 static int by_hint(const void *a, const void *b)
 {
     const ebp_target *x = a, *y = b;
@@ -37,7 +32,7 @@ static int make_grouped(builder *b, unit *u, const vm_input *in)
     ebp_target *t = (ebp_target *)b->targets.items + base;
     size_t nd = 0, nh = n;
     for (size_t i = 0; i < n; i++)
-        if (has_hint(&in->targets[i]))
+        if (IS_PRED_HINT(in->targets[i].hint))
             t[--nh] = in->targets[i];
         else
             t[nd++] = in->targets[i];
@@ -71,7 +66,7 @@ static unit make_unit(builder *b, const vm_input *in)
     size_t hinted = 0;
     if (in->ntargets >= GROUP_MIN)
         for (uint32_t i = 0; i < in->ntargets; i++)
-            hinted += has_hint(&in->targets[i]);
+            hinted += IS_PRED_HINT(in->targets[i].hint);
     if (hinted >= GROUP_MIN / 2) {
         if (make_grouped(b, &u, in)) {
             b->oom = 1;
