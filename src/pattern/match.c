@@ -366,18 +366,26 @@ static uint32_t cur_trail(eb_matcher *mt)
     return mt->cur_trail_off;
 }
 
-/* pass 2: remember where a predicate held / a path had a value */
-static void record(eb_matcher *mt, uint32_t *head)
+/* pass 2: remember where a predicate held / a path had a value (the array
+ * trail at toff, tlen (array id, index) pairs long) */
+static void record_at(eb_matcher *mt, uint32_t *head, uint32_t toff, uint32_t tlen)
 {
     if (GROW(mt, recs, recs_cap, mt->nrecs + 1)) {
         mt->oom = 1;
         return;
     }
     rec *h = &mt->recs[mt->nrecs];
-    h->trail_off = cur_trail(mt);
-    h->trail_len = (uint32_t)mt->tdepth;
+    h->trail_off = toff;
+    h->trail_len = tlen;
     h->next = *head;
     *head = (uint32_t)++mt->nrecs;
+}
+
+/* ... at the reader's current place */
+static void record(eb_matcher *mt, uint32_t *head)
+{
+    uint32_t toff = cur_trail(mt);
+    record_at(mt, head, toff, (uint32_t)mt->tdepth);
 }
 
 /* The rule in `slot` matches: report its key once per event. */
@@ -1318,20 +1326,6 @@ static eb_status set_err(eb_matcher *mt, eb_error *err, eb_status code)
 /* ---- box lookups (box.h) ---------------------------------------------------------------------- */
 /* Beyond this many (x, y) pairs in one event, look the sides up one by one. */
 #define BOX_PAIRS_MAX 64
-
-/* pass 2: a record with a kept trail */
-static void record_at(eb_matcher *mt, uint32_t *head, uint32_t toff, uint32_t tlen)
-{
-    if (GROW(mt, recs, recs_cap, mt->nrecs + 1)) {
-        mt->oom = 1;
-        return;
-    }
-    rec *h = &mt->recs[mt->nrecs];
-    h->trail_off = toff;
-    h->trail_len = tlen;
-    h->next = *head;
-    *head = (uint32_t)++mt->nrecs;
-}
 
 /* A box side's range holds for the kept value b. */
 static void box_mark(eb_matcher *mt, uint32_t pred, const bval *b)
