@@ -60,6 +60,37 @@ int ebp_vec_reserve(ebp_vec *v, size_t n);
 #define EBP_VEC_AT(v, T, i) (((T *)(v)->items)[i])
 
 /* ---- hashing --------------------------------------------------------- */
+
+/* The n < 8 bytes at s as a little-endian word, zero padded: the same value
+ * as memcpy into a zeroed uint64_t, but from at most two overlapping loads
+ * (a byte-wise copy then a word load stalls on store forwarding). */
+static inline uint64_t ebp_load_tail(const unsigned char *s, size_t n)
+{
+    uint32_t a, b;
+    uint16_t c;
+    if (n >= 4) {
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        return (uint64_t)a | (uint64_t)b << (8 * (n - 4));
+    }
+    if (n >= 2) {
+        memcpy(&c, s, 2);
+        return (uint64_t)c | (uint64_t)s[n - 1] << (8 * (n - 1));
+    }
+    return n ? s[0] : 0;
+}
+
+/* the first min(n, 8) bytes at s, zero padded */
+static inline uint64_t ebp_load_head(const void *p, size_t n)
+{
+    uint64_t w;
+    if (n >= 8) {
+        memcpy(&w, p, 8);
+        return w;
+    }
+    return ebp_load_tail((const unsigned char *)p, n);
+}
+
 static inline uint64_t ebp_hash_bytes(const void *p, size_t n, uint64_t seed)
 {
     /* wyhash-style multiply-mix over 8-byte words; good enough for tables
@@ -75,8 +106,7 @@ static inline uint64_t ebp_hash_bytes(const void *p, size_t n, uint64_t seed)
         n -= 8;
     }
     if (n) {
-        uint64_t w = 0;
-        memcpy(&w, s, n);
+        uint64_t w = ebp_load_tail(s, n);
         h = (h ^ w ^ ((uint64_t)n << 56)) * 0x94D049BB133111EBull;
     }
     h ^= h >> 29;

@@ -489,8 +489,7 @@ static inline const hm_entry *hm_get(const vm *v, const hmap *h, uint32_t tag, c
     if (!h->count)
         return NULL;
     uint64_t hv = ebp_hash_bytes(k, n, tag);
-    uint64_t k8 = 0;
-    memcpy(&k8, k, n < 8 ? n : 8);
+    uint64_t k8 = ebp_load_head(k, n);
     const uint8_t want = (uint8_t)(0x80 | (hv >> 57));
     for (uint32_t i = (uint32_t)hv & h->mask;; i = (i + 1) & h->mask) {
         uint8_t t = h->tags[i];

@@ -132,8 +132,7 @@ static void hmap_build(builder *b, hmap *h, const hkey *items, size_t n, ebp_vec
         h->tags[s] = (uint8_t)(0x80 | (hv >> 57));
         hm_entry *e = &h->slots[s];
         e->hash = (uint32_t)hv;
-        e->k8 = 0;
-        memcpy(&e->k8, items[i].k, items[i].n < 8 ? items[i].n : 8);
+        e->k8 = ebp_load_head(items[i].k, items[i].n);
         e->koff = koff;
         e->klen = items[i].n;
         e->tag = items[i].tag;
