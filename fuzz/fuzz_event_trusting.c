@@ -1,7 +1,8 @@
 /* libFuzzer target: eb_match with EB_MATCH_TRUSTED on arbitrary bytes against
  * a fixed machine (fuzz_rules.h).  Garbage in may give any matches out, but
  * the call must be memory-safe, return rule keys at most once each, and be
- * deterministic.  A low depth limit is exercised too. */
+ * deterministic, and the same whether strings are looked up during or after
+ * the read.  A low depth limit is exercised too. */
 #include "fuzz_rules.h"
 
 static eb_matcher *mt, *mt_shallow;
@@ -32,6 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* Deterministic: the same call again gives the same answer. */
         FUZZ_ASSERT(eb_match(mt, s, json, size, EB_MATCH_TRUSTED, &keys, &n, NULL) == EB_OK);
         FUZZ_ASSERT(n == n1 && (n == 0 || memcmp(first, keys, n * sizeof *keys) == 0));
+        /* Looking strings up after the read gives the same rules. */
+        fuzz_same_keys(mt, s, fuzz_rules_snapshot_deferred(), json, size, EB_MATCH_TRUSTED);
     } else {
         FUZZ_ASSERT(fuzz_msg_ok(&err));
     }

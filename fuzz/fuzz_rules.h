@@ -55,12 +55,13 @@ static int fuzz_rule_key_ok(uint64_t k)
     return k >= FUZZ_KEY0 && k < FUZZ_KEY0 + FUZZ_NRULES;
 }
 
-/* Build the machine once; abort (loudly) if a rule no longer compiles. */
-static eb_snapshot *fuzz_rules_snapshot(void)
+/* The pattern library's threshold for looking strings up after the read
+ * (src/pattern/machine.h); 0 makes every path with strings take that path. */
+extern unsigned ebp_vm_defer_min;
+
+static eb_snapshot *fuzz_rules_build(void)
 {
-    static eb_snapshot *snap;
-    if (snap)
-        return snap;
+    eb_snapshot *snap;
     eb_machine *m = eb_machine_new();
     FUZZ_ASSERT(m != NULL);
     for (size_t i = 0; i < FUZZ_NRULES; i++) {
@@ -77,6 +78,55 @@ static eb_snapshot *fuzz_rules_snapshot(void)
     FUZZ_ASSERT(eb_snapshot_rules(snap) == FUZZ_NRULES);
     eb_machine_free(m); /* the snapshot stays valid */
     return snap;
+}
+
+/* Build the machine once; abort (loudly) if a rule no longer compiles. */
+static eb_snapshot *fuzz_rules_snapshot(void)
+{
+    static eb_snapshot *snap;
+    if (!snap)
+        snap = fuzz_rules_build();
+    return snap;
+}
+
+/* The same rules with every string looked up after the read (the machine's
+ * path for large tables): must match exactly what fuzz_rules_snapshot does. */
+static eb_snapshot *fuzz_rules_snapshot_deferred(void)
+{
+    static eb_snapshot *snap;
+    if (!snap) {
+        unsigned keep = ebp_vm_defer_min;
+        ebp_vm_defer_min = 0;
+        snap = fuzz_rules_build();
+        ebp_vm_defer_min = keep;
+    }
+    return snap;
+}
+
+static int fuzz_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Match json on s1 and on s2 (both OK) and check the two key sets are equal. */
+static void fuzz_same_keys(eb_matcher *mt, const eb_snapshot *s1, const eb_snapshot *s2, const char *json,
+                           size_t size, unsigned flags)
+{
+    const uint64_t *keys = NULL;
+    size_t n1 = 0, n2 = 0;
+    uint64_t a[FUZZ_NRULES], b[FUZZ_NRULES];
+    FUZZ_ASSERT(eb_match(mt, s1, json, size, flags, &keys, &n1, NULL) == EB_OK);
+    FUZZ_ASSERT(n1 <= FUZZ_NRULES);
+    if (n1)
+        memcpy(a, keys, n1 * sizeof *keys);
+    FUZZ_ASSERT(eb_match(mt, s2, json, size, flags, &keys, &n2, NULL) == EB_OK);
+    FUZZ_ASSERT(n2 == n1);
+    if (n2)
+        memcpy(b, keys, n2 * sizeof *keys);
+    qsort(a, n1, sizeof *a, fuzz_cmp_u64);
+    qsort(b, n2, sizeof *b, fuzz_cmp_u64);
+    FUZZ_ASSERT(n1 == 0 || memcmp(a, b, n1 * sizeof *a) == 0);
 }
 
 #endif

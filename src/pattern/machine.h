@@ -171,7 +171,9 @@ enum {
     VM_IP = 2,   /* has IP literals or cidr: try to parse strings as IPs */
     VM_FOLD = 4, /* needs the case-folded string */
     VM_STR = 8,  /* has some string-shaped condition */
-    VM_BOX = 16  /* a side of some box index: keep the event's numbers here for it */
+    VM_BOX = 16, /* a side of some box index: keep the event's numbers here for it */
+    VM_DEFER = 32 /* hash tables large enough to miss the cache: pass 1 looks
+                   * strings up after the read, their lines prefetched */
 };
 
 /* affix kinds */
@@ -179,6 +181,12 @@ enum { AF_PREFIX = 0, AF_SUFFIX = 1, AF_PREFIX_EIC = 2, AF_SUFFIX_EIC = 3 };
 #define AFFIX_MAX_LENGTHS 4
 #define AFFIX_MIN_ITEMS 32
 #define AFFIX_TAGS "PXQY"
+
+/* A vm whose hash tables hold at least this many entries in all gets VM_DEFER
+ * (ebp_vm_defer_min: tests set it to 0 to take the deferred path with small
+ * machines; it is read when a vm is built). */
+#define DEFER_MIN_ITEMS 1024
+extern unsigned ebp_vm_defer_min;
 
 /* Up to this many numeric ranges on a path are scanned; more get an index. */
 #define RANGE_LINEAR_MAX 8

@@ -484,11 +484,10 @@ static inline void presence(eb_matcher *mt, uint32_t path)
 }
 
 /* ---- value matchers ------------------------------------------------------------------ */
-static inline const hm_entry *hm_get(const vm *v, const hmap *h, uint32_t tag, const void *k, size_t n)
+/* Look k up in h, hv being ebp_hash_bytes(k, n, tag). */
+static inline const hm_entry *hm_get_h(const vm *v, const hmap *h, uint32_t tag, const void *k, size_t n,
+                                       uint64_t hv)
 {
-    if (!h->count)
-        return NULL;
-    uint64_t hv = ebp_hash_bytes(k, n, tag);
     uint64_t k8 = ebp_load_head(k, n);
     const uint8_t want = (uint8_t)(0x80 | (hv >> 57));
     for (uint32_t i = (uint32_t)hv & h->mask;; i = (i + 1) & h->mask) {
@@ -502,6 +501,22 @@ static inline const hm_entry *hm_get(const vm *v, const hmap *h, uint32_t tag, c
             (n <= 8 || !memcmp(v->keys + e->koff + 8, (const char *)k + 8, n - 8)))
             return e;
     }
+}
+
+static inline const hm_entry *hm_get(const vm *v, const hmap *h, uint32_t tag, const void *k, size_t n)
+{
+    if (!h->count)
+        return NULL;
+    return hm_get_h(v, h, tag, k, n, ebp_hash_bytes(k, n, tag));
+}
+
+/* Start loading the lines a lookup of hash hv in h will read. */
+static inline void hm_prefetch(const hmap *h, uint64_t hv)
+{
+    uint32_t i = (uint32_t)hv & h->mask;
+    __builtin_prefetch(&h->tags[i]);
+    __builtin_prefetch(&h->slots[i]);
+    __builtin_prefetch((const char *)&h->slots[i] + sizeof h->slots[i] - 1); /* it may span two lines */
 }
 
 static inline void walk_trie(eb_matcher *mt, const vm *v, const trie *t, const unsigned char *s, size_t n,
@@ -623,7 +638,10 @@ static void ab_string(eb_matcher *mt, const vm *v, const unsigned char *s, size_
     }
 }
 
-static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n)
+/* hv: ebp_hash_bytes(s, n, 'S') when v->exact.count, else unused;
+ * f, fn: the folded value if the caller has it (VM_FOLD), else f is NULL */
+static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n, uint64_t hv,
+                   const unsigned char *f, size_t fn)
 {
     if (v->has_exists)
         unit_hit(mt, v, &v->u_exists);
@@ -633,7 +651,7 @@ static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
     ebp_ip ip;
     int is_ip = (v->flags & VM_IP) && ebp_ip_parse((const char *)s, n, &ip);
     if (v->exact.count) {
-        if ((e = hm_get(v, &v->exact, 'S', s, n)))
+        if ((e = hm_get_h(v, &v->exact, 'S', s, n, hv)))
             unit_hit(mt, v, &e->u);
         if (is_ip) {
             unsigned char k[17];
@@ -658,14 +676,17 @@ static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
         for (uint32_t i = 0; i < v->ncidrs; i++)
             if (ebp_cidr_contains(&v->cidrs[i].c, &ip))
                 unit_hit(mt, v, &v->cidrs[i].u);
-    const unsigned char *f = s;
-    size_t fn = n;
-    if (v->flags & VM_FOLD) {
-        if (fold_value(mt, s, n, &fn)) {
-            mt->oom = 1;
-            return;
+    if (!(v->flags & VM_FOLD)) {
+        f = s;
+        fn = n;
+    } else {
+        if (!f) {
+            if (fold_value(mt, s, n, &fn)) {
+                mt->oom = 1;
+                return;
+            }
+            f = mt->fbuf;
         }
-        f = mt->fbuf;
         if (v->eic.count && (e = hm_get(v, &v->eic, 'F', f, fn)))
             unit_hit(mt, v, &e->u);
         walk_trie(mt, v, &v->prefix_eic, f, fn, 0, f, fn);
@@ -794,11 +815,92 @@ static void vm_lit(eb_matcher *mt, const vm *v, unsigned char c)
         unit_hit(mt, v, &v->abs[i].u);
 }
 
+static inline uint64_t exact_hash(const vm *v, const unsigned char *s, size_t len)
+{
+    return v->exact.count ? ebp_hash_bytes(s, len, 'S') : 0;
+}
+
+/* Pass 1 keeps a string at a VM_DEFER path for process_items (after the
+ * read); pass 2 handles it at once (it needs the reader's array trail). */
+static inline item *defer(eb_matcher *mt, const node *n, const unsigned char *s, size_t len)
+{
+    if (mt->nitems == mt->items_cap && GROW(mt, items, items_cap, mt->nitems + 1)) {
+        mt->oom = 1;
+        return NULL;
+    }
+    item *it = &mt->items[mt->nitems++];
+    it->n = n;
+    it->s = s;
+    it->off = 0;
+    it->len = (uint32_t)len;
+    it->arr = mt->tdepth != 0;
+    it->hv = 0;
+    it->foff = it->flen = 0;
+    return it;
+}
+
+/* hm_prefetch for the probes affix_probe will make */
+static inline void affix_prefetch(const vm *v, int kind, const unsigned char *s, size_t n)
+{
+    for (uint32_t i = 0; i < v->affix_nlen[kind]; i++) {
+        uint32_t l = v->affix_len[kind][i];
+        if (l > n)
+            return;
+        hm_prefetch(&v->affix, ebp_hash_bytes(kind & 1 ? s + n - l : s, l, (unsigned char)AFFIX_TAGS[kind]));
+    }
+}
+
 static inline void leaf_str(eb_matcher *mt, const node *n, const unsigned char *s, size_t len)
 {
     presence(mt, n->path_id);
-    if (n->vm)
-        vm_str(mt, n->vm, s, len);
+    const vm *v = n->vm;
+    if (!v)
+        return;
+    if (!mt->defer || !(v->flags & VM_DEFER)) {
+        vm_str(mt, v, s, len, exact_hash(v, s, len), NULL, 0);
+        return;
+    }
+    if (s == mt->sbuf) { /* unescaped: sbuf is reused, keep a copy */
+        if (GROW(mt, ibuf, ibuf_cap, mt->ibuf_len + len + 1)) {
+            mt->oom = 1;
+            return;
+        }
+        memcpy(mt->ibuf + mt->ibuf_len, s, len);
+    }
+    item *it = defer(mt, n, s == mt->sbuf ? NULL : s, len);
+    if (!it)
+        return;
+    if (!it->s) {
+        it->off = (uint32_t)mt->ibuf_len;
+        mt->ibuf_len += len;
+    }
+    if (!(v->flags & VM_STR))
+        return;
+    if (v->exact.count) {
+        it->hv = ebp_hash_bytes(s, len, 'S');
+        hm_prefetch(&v->exact, it->hv);
+    }
+    if (v->affix.count) {
+        affix_prefetch(v, AF_PREFIX, s, len);
+        affix_prefetch(v, AF_SUFFIX, s, len);
+    }
+    if (v->flags & VM_FOLD) {
+        size_t fn;
+        if (fold_value(mt, s, len, &fn) || GROW(mt, ibuf, ibuf_cap, mt->ibuf_len + fn + 1)) {
+            mt->oom = 1;
+            return;
+        }
+        it->foff = (uint32_t)mt->ibuf_len;
+        it->flen = (uint32_t)fn;
+        memcpy(mt->ibuf + mt->ibuf_len, mt->fbuf, fn);
+        mt->ibuf_len += fn;
+        if (v->eic.count)
+            hm_prefetch(&v->eic, ebp_hash_bytes(mt->fbuf, fn, 'F'));
+        if (v->affix.count) {
+            affix_prefetch(v, AF_PREFIX_EIC, mt->fbuf, fn);
+            affix_prefetch(v, AF_SUFFIX_EIC, mt->fbuf, fn);
+        }
+    }
 }
 
 static inline void leaf_num(eb_matcher *mt, const node *n, const unsigned char *s, size_t len)
@@ -813,6 +915,19 @@ static inline void leaf_lit(eb_matcher *mt, const node *n, unsigned char c)
     presence(mt, n->path_id);
     if (n->vm)
         vm_lit(mt, n->vm, c);
+}
+
+/* Pass 1: the deferred strings, each with its array flag. */
+static void process_items(eb_matcher *mt)
+{
+    for (size_t i = 0; i < mt->nitems; i++) {
+        const item *it = &mt->items[i];
+        const vm *v = it->n->vm;
+        mt->tdepth = it->arr; /* pass 1 reads only whether it is zero */
+        vm_str(mt, v, it->s ? it->s : mt->ibuf + it->off, it->len, it->hv,
+               (v->flags & VM_FOLD) ? mt->ibuf + it->foff : NULL, it->flen);
+    }
+    mt->tdepth = 0;
 }
 
 /* ---- the reader, twice ------------------------------------------------------------------ */
@@ -1183,6 +1298,8 @@ void eb_matcher_free(eb_matcher *mt)
     free(mt->dp);
     free(mt->out);
     free(mt->tstack);
+    free(mt->items);
+    free(mt->ibuf);
     free(mt->sbuf);
     free(mt->fbuf);
     free(mt->vstack);
@@ -1236,6 +1353,7 @@ static int prepare(eb_matcher *mt, const eb_snapshot *s)
 static void scratch_reset(eb_matcher *mt)
 {
     mt->nrecs = mt->ntrails = mt->ncands = mt->ngunits = mt->nhints = mt->nbvals = 0;
+    mt->nitems = mt->ibuf_len = 0;
     mt->tdepth = 0;
     mt->next_array = 0;
     mt->trail_valid = 0;
@@ -1489,8 +1607,12 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
     if (prepare(mt, s))
         return set_err(mt, err, EB_ERR_NOMEM);
     next_epoch(mt);
-    if (read_event(mt, json, len, flags))
+    mt->defer = 1;
+    int rc = read_event(mt, json, len, flags);
+    mt->defer = 0;
+    if (rc)
         return set_err(mt, err, EB_ERR_EVENT);
+    process_items(mt);
     mt->ndp = 0;
     box_pass(mt, s);
     for (size_t i = 0; i < mt->ngunits; i++)
@@ -1512,7 +1634,7 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
          * its results from being reported twice. */
         scratch_reset(mt);
         mt->record = 1;
-        int rc = read_event(mt, json, len, flags);
+        rc = read_event(mt, json, len, flags);
         if (!rc)
             box_pass(mt, s);
         mt->record = 0;

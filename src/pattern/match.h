@@ -19,6 +19,17 @@ typedef struct {
     uint32_t toff, tlen;       /* pass 2: its array trail (tlen 0 at top level) */
 } bval;
 
+/* pass 1: a string at a VM_DEFER path, looked up after the read (so the
+ * table lines it needs, prefetched when it was read, are in cache by then) */
+typedef struct {
+    const struct node *n;
+    const unsigned char *s; /* the value's bytes (NULL: at ibuf + off) */
+    uint32_t off, len;
+    uint32_t foff, flen;     /* at a VM_FOLD path: the folded value in ibuf */
+    uint32_t arr;            /* inside an array */
+    uint64_t hv;             /* hash of the value for the exact table */
+} item;
+
 typedef struct {
     uint32_t epoch;
     uint32_t flags;
@@ -61,6 +72,11 @@ struct eb_matcher {
     uint32_t cur_trail_off;
     int trail_valid;
     int record; /* pass 2 */
+    int defer; /* pass 1: strings at VM_DEFER paths go to items */
+    item *items;
+    size_t nitems, items_cap;
+    unsigned char *ibuf; /* unescaped strings of items */
+    size_t ibuf_len, ibuf_cap;
     unsigned char *sbuf;
     size_t sbuf_cap;
     unsigned char *fbuf;

@@ -516,6 +516,8 @@ static const unsigned char *tmp_copy(builder *b, const void *p, size_t n)
     return k;
 }
 
+unsigned ebp_vm_defer_min = DEFER_MIN_ITEMS;
+
 vm *ebp_vm_build(const vm_input *in, uint32_t n, unsigned flags)
 {
     vm *v = calloc(1, sizeof *v);
@@ -691,6 +693,8 @@ vm *ebp_vm_build(const vm_input *in, uint32_t n, unsigned flags)
     ebp_vec_free(&affix);
     hmap_build(&b, &v->exact, exact.items, exact.len, &keybuf);
     hmap_build(&b, &v->eic, eic.items, eic.len, &keybuf);
+    if ((size_t)v->exact.count + v->eic.count + v->affix.count >= ebp_vm_defer_min)
+        v->flags |= VM_DEFER;
     trie_build(&b, &v->prefix, tp.items, tp.len, &wcs);
     trie_build(&b, &v->suffix, ts.items, ts.len, &wcs);
     trie_build(&b, &v->prefix_eic, tpe.items, tpe.len, &wcs);
