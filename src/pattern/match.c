@@ -1617,6 +1617,17 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
     box_pass(mt, s);
     for (size_t i = 0; i < mt->ngunits; i++)
         wake_groups(mt, mt->gvms[i], mt->gunits[i]);
+    /* in stages, each loading what the next one reads, so that the
+     * candidates' cache misses overlap instead of coming one by one */
+    for (size_t i = 0; i < mt->ncands; i++) {
+        const ebp_target *c = &mt->cands[i];
+        if (c->hint != HINT_NONE)
+            __builtin_prefetch(&mt->preds[c->hint]);
+        uint32_t h2 = (uint32_t)(c->aux >> 32);
+        if (h2 != UINT32_MAX)
+            __builtin_prefetch(&mt->preds[h2]);
+    }
+    size_t nk = 0;
     for (size_t i = 0; i < mt->ncands; i++) {
         const ebp_target *c = &mt->cands[i];
         if (c->hint != HINT_NONE && mt->preds[c->hint].epoch != mt->epoch)
@@ -1624,8 +1635,16 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
         uint32_t h2 = (uint32_t)(c->aux >> 32);
         if (h2 != UINT32_MAX && mt->preds[h2].epoch != mt->epoch)
             continue;
-        consider(mt, c->sr, (uint32_t)c->aux);
+        __builtin_prefetch(snap_sr(s, c->sr));
+        mt->cands[nk++] = *c;
     }
+    for (size_t i = 0; i < nk; i++) {
+        const sr_t *S = snap_sr(s, mt->cands[i].sr);
+        __builtin_prefetch(S->fields);
+        __builtin_prefetch(&mt->rule_epoch[S->slot]);
+    }
+    for (size_t i = 0; i < nk; i++)
+        consider(mt, mt->cands[i].sr, (uint32_t)mt->cands[i].aux);
     for (uint32_t i = 0; i < s->nalways; i++)
         consider(mt, s->always[i], snap_sr(s, s->always[i])->gen);
     if (mt->ndp && !mt->oom) {
