@@ -222,6 +222,7 @@ static node *node_set(const node *n, const char *seg, size_t seglen, const char 
             ne[c->nedges].seg = node_name(nc);
             ne[c->nedges].len = (uint32_t)sl;
             ne[c->nedges].hash = ebp_hash_bytes(path, sl, 0);
+            ne[c->nedges].k8 = ebp_load_head(path, sl);
             c->nedges++;
         }
         if (node_reindex(c)) {

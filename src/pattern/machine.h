@@ -248,6 +248,7 @@ typedef struct {
     const char *seg; /* points at the child's own name */
     uint32_t len;
     uint64_t hash;
+    uint64_t k8; /* ebp_load_head(seg, len): most names are told apart by it alone */
     node *child;
 } node_edge;
 
@@ -355,9 +356,10 @@ __attribute__((always_inline))
 static inline node *node_child_idx(const node *n, const char *seg, size_t len, uint32_t *idx)
 {
     if (n->nedges <= 8) {
+        const uint64_t k8 = ebp_load_head(seg, len);
         for (uint32_t i = 0; i < n->nedges; i++) {
             const node_edge *e = &n->edges[i];
-            if (e->len == len && seg_eq(e->seg, seg, len)) {
+            if (e->len == len && e->k8 == k8 && (len <= 8 || seg_eq(e->seg + 8, seg + 8, len - 8))) {
                 *idx = i;
                 return e->child;
             }
