@@ -1552,7 +1552,10 @@ static void box_pass(eb_matcher *mt, const eb_snapshot *s)
 
 /* A grouped unit held: wake the groups whose hint held too.  Either look
  * each held hint up in the unit's groups (sorted by hint) or check each
- * group's hint, whichever is fewer steps. */
+ * group's hint.  A check is one load independent of the others, a binary
+ * search lg dependent ones: checking wins until the groups outnumber the
+ * search steps about 4 to 1 (at 100,000 rules, 4:1 ran 3% faster than 1:1;
+ * 16:1 was no better). */
 static void wake_groups(eb_matcher *mt, const vm *v, const unit *u)
 {
     const tgroup *g = v->groups + u->t.g.goff;
@@ -1560,7 +1563,7 @@ static void wake_groups(eb_matcher *mt, const vm *v, const unit *u)
     size_t lg = 1;
     while ((1u << lg) < ng)
         lg++;
-    if ((size_t)ng <= mt->nhints * lg) {
+    if ((size_t)ng <= 4 * mt->nhints * lg) {
         for (uint32_t i = 0; i < ng; i++)
             if (mt->preds[g[i].hint].epoch == mt->epoch)
                 for (uint32_t k = 0; k < g[i].n; k++)
