@@ -26,6 +26,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct {
     double lo[2], hi[2];        /* per axis (0 = x, 1 = y) */
@@ -78,7 +79,17 @@ void ebp_box_release(boxidx *b);
 /* The cell of v for cells 2^l long; 0 if beyond any box's cells. */
 static inline int ebp_box_cell(double v, int l, int64_t *c)
 {
-    double q = floor(ldexp(v, -l));
+    double q;
+    if (l >= -1023 && l <= 1022) {
+        /* 2^-l is a normal double: multiplying by it is exact (or rounds
+         * exactly as ldexp does) and needs no library call */
+        uint64_t bits = (uint64_t)(1023 - l) << 52;
+        double scale;
+        memcpy(&scale, &bits, sizeof scale);
+        q = floor(v * scale);
+    } else {
+        q = floor(ldexp(v, -l));
+    }
     if (!(q > -0x1p62 && q < 0x1p62))
         return 0;
     *c = (int64_t)q;
