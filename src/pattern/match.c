@@ -1515,8 +1515,20 @@ static void box_side(eb_matcher *mt, const boxidx *b, int a, const bval *v)
     }
 }
 
-/* End of a pass: look the kept numbers up in every box index. */
-static void box_pass(eb_matcher *mt, const eb_snapshot *s)
+/* Start loading the cells box_point will probe for (x, y). */
+static void box_point_prefetch(const boxidx *b, const bval *x, const bval *y)
+{
+    for (uint32_t c = 0; c < b->ncls; c++) {
+        const box_class *k = &b->cls[c];
+        int64_t cx, cy;
+        if (ebp_box_cell(x->d, k->l[0], &cx) && ebp_box_cell(y->d, k->l[1], &cy))
+            __builtin_prefetch(&b->cells[ebp_box_hash(c, cx, cy) & b->cmask]);
+    }
+}
+
+/* End of a pass: look the kept numbers up in every box index (or, with
+ * prefetch set, only start loading the cells that will take). */
+static void box_lookups(eb_matcher *mt, const eb_snapshot *s, int prefetch)
 {
     if (!mt->nbvals)
         return;
@@ -1526,6 +1538,8 @@ static void box_pass(eb_matcher *mt, const eb_snapshot *s)
     }
     for (uint32_t i = 0; i < s->nboxes; i++) {
         const boxidx *b = s->boxes[i];
+        if (prefetch && b->ne < DEFER_MIN_ITEMS)
+            continue; /* small: likely in cache */
         /* x values from the front of bsel, y values from the back */
         size_t nx = 0, ny = 0;
         for (size_t k = 0; k < mt->nbvals; k++) {
@@ -1539,9 +1553,13 @@ static void box_pass(eb_matcher *mt, const eb_snapshot *s)
         const uint32_t *xs = mt->bsel, *ys = mt->bsel + mt->nbvals - ny;
         if (nx * ny <= BOX_PAIRS_MAX) {
             for (size_t p = 0; p < nx; p++)
-                for (size_t q = 0; q < ny; q++)
-                    box_point(mt, b, &mt->bvals[xs[p]], &mt->bvals[ys[q]]);
-        } else {
+                for (size_t q = 0; q < ny; q++) {
+                    if (prefetch)
+                        box_point_prefetch(b, &mt->bvals[xs[p]], &mt->bvals[ys[q]]);
+                    else
+                        box_point(mt, b, &mt->bvals[xs[p]], &mt->bvals[ys[q]]);
+                }
+        } else if (!prefetch) {
             for (size_t p = 0; p < nx; p++)
                 box_side(mt, b, 0, &mt->bvals[xs[p]]);
             for (size_t q = 0; q < ny; q++)
@@ -1615,9 +1633,10 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
     mt->defer = 0;
     if (rc)
         return set_err(mt, err, EB_ERR_EVENT);
+    box_lookups(mt, s, 1);
     process_items(mt);
     mt->ndp = 0;
-    box_pass(mt, s);
+    box_lookups(mt, s, 0);
     for (size_t i = 0; i < mt->ngunits; i++)
         wake_groups(mt, mt->gvms[i], mt->gunits[i]);
     /* in stages, each loading what the next one reads, so that the
@@ -1658,7 +1677,7 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
         mt->record = 1;
         rc = read_event(mt, json, len, flags);
         if (!rc)
-            box_pass(mt, s);
+            box_lookups(mt, s, 0);
         mt->record = 0;
         if (rc)
             return set_err(mt, err, EB_ERR_EVENT);
