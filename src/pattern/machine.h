@@ -32,6 +32,11 @@
  * and after reading the boxes containing each (x, y) mark both ranges and
  * wake the sub-rule.
  *
+ * On paths with large hash tables (VM_DEFER) the first pass keeps each
+ * string, with its hash computed and its table lines prefetched, and looks
+ * it up after the read, so the lookups of an event run together and their
+ * cache misses overlap with the reading.
+ *
  *   snapshot ── trie of path segments (node) ── vm per path
  *      ├── box indexes (per pair of paths)
  *      ├── sub-rule table (sr_t, chunked, copy-on-write)
