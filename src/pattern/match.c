@@ -638,10 +638,8 @@ static void ab_string(eb_matcher *mt, const vm *v, const unsigned char *s, size_
     }
 }
 
-/* hv: ebp_hash_bytes(s, n, 'S') when v->exact.count, else unused;
- * f, fn: the folded value if the caller has it (VM_FOLD), else f is NULL */
-static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n, uint64_t hv,
-                   const unsigned char *f, size_t fn)
+/* hv: ebp_hash_bytes(s, n, 'S') when v->exact.count, else unused */
+static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n, uint64_t hv)
 {
     if (v->has_exists)
         unit_hit(mt, v, &v->u_exists);
@@ -676,17 +674,14 @@ static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
         for (uint32_t i = 0; i < v->ncidrs; i++)
             if (ebp_cidr_contains(&v->cidrs[i].c, &ip))
                 unit_hit(mt, v, &v->cidrs[i].u);
-    if (!(v->flags & VM_FOLD)) {
-        f = s;
-        fn = n;
-    } else {
-        if (!f) {
-            if (fold_value(mt, s, n, &fn)) {
-                mt->oom = 1;
-                return;
-            }
-            f = mt->fbuf;
+    const unsigned char *f = s;
+    size_t fn = n;
+    if (v->flags & VM_FOLD) {
+        if (fold_value(mt, s, n, &fn)) {
+            mt->oom = 1;
+            return;
         }
+        f = mt->fbuf;
         if (v->eic.count && (e = hm_get(v, &v->eic, 'F', f, fn)))
             unit_hit(mt, v, &e->u);
         walk_trie(mt, v, &v->prefix_eic, f, fn, 0, f, fn);
@@ -835,19 +830,7 @@ static inline item *defer(eb_matcher *mt, const node *n, const unsigned char *s,
     it->len = (uint32_t)len;
     it->arr = mt->tdepth != 0;
     it->hv = 0;
-    it->foff = it->flen = 0;
     return it;
-}
-
-/* hm_prefetch for the probes affix_probe will make */
-static inline void affix_prefetch(const vm *v, int kind, const unsigned char *s, size_t n)
-{
-    for (uint32_t i = 0; i < v->affix_nlen[kind]; i++) {
-        uint32_t l = v->affix_len[kind][i];
-        if (l > n)
-            return;
-        hm_prefetch(&v->affix, ebp_hash_bytes(kind & 1 ? s + n - l : s, l, (unsigned char)AFFIX_TAGS[kind]));
-    }
 }
 
 static inline void leaf_str(eb_matcher *mt, const node *n, const unsigned char *s, size_t len)
@@ -857,49 +840,25 @@ static inline void leaf_str(eb_matcher *mt, const node *n, const unsigned char *
     if (!v)
         return;
     if (!mt->defer || !(v->flags & VM_DEFER)) {
-        vm_str(mt, v, s, len, exact_hash(v, s, len), NULL, 0);
+        vm_str(mt, v, s, len, exact_hash(v, s, len));
         return;
     }
+    item *it = defer(mt, n, s, len);
+    if (!it)
+        return;
     if (s == mt->sbuf) { /* unescaped: sbuf is reused, keep a copy */
         if (GROW(mt, ibuf, ibuf_cap, mt->ibuf_len + len + 1)) {
             mt->oom = 1;
             return;
         }
         memcpy(mt->ibuf + mt->ibuf_len, s, len);
-    }
-    item *it = defer(mt, n, s == mt->sbuf ? NULL : s, len);
-    if (!it)
-        return;
-    if (!it->s) {
+        it->s = NULL;
         it->off = (uint32_t)mt->ibuf_len;
         mt->ibuf_len += len;
     }
-    if (!(v->flags & VM_STR))
-        return;
-    if (v->exact.count) {
+    if ((v->flags & VM_STR) && v->exact.count) {
         it->hv = ebp_hash_bytes(s, len, 'S');
         hm_prefetch(&v->exact, it->hv);
-    }
-    if (v->affix.count) {
-        affix_prefetch(v, AF_PREFIX, s, len);
-        affix_prefetch(v, AF_SUFFIX, s, len);
-    }
-    if (v->flags & VM_FOLD) {
-        size_t fn;
-        if (fold_value(mt, s, len, &fn) || GROW(mt, ibuf, ibuf_cap, mt->ibuf_len + fn + 1)) {
-            mt->oom = 1;
-            return;
-        }
-        it->foff = (uint32_t)mt->ibuf_len;
-        it->flen = (uint32_t)fn;
-        memcpy(mt->ibuf + mt->ibuf_len, mt->fbuf, fn);
-        mt->ibuf_len += fn;
-        if (v->eic.count)
-            hm_prefetch(&v->eic, ebp_hash_bytes(mt->fbuf, fn, 'F'));
-        if (v->affix.count) {
-            affix_prefetch(v, AF_PREFIX_EIC, mt->fbuf, fn);
-            affix_prefetch(v, AF_SUFFIX_EIC, mt->fbuf, fn);
-        }
     }
 }
 
@@ -924,8 +883,7 @@ static void process_items(eb_matcher *mt)
         const item *it = &mt->items[i];
         const vm *v = it->n->vm;
         mt->tdepth = it->arr; /* pass 1 reads only whether it is zero */
-        vm_str(mt, v, it->s ? it->s : mt->ibuf + it->off, it->len, it->hv,
-               (v->flags & VM_FOLD) ? mt->ibuf + it->foff : NULL, it->flen);
+        vm_str(mt, v, it->s ? it->s : mt->ibuf + it->off, it->len, it->hv);
     }
     mt->tdepth = 0;
 }

@@ -25,7 +25,6 @@ typedef struct {
     const struct node *n;
     const unsigned char *s; /* the value's bytes (NULL: at ibuf + off) */
     uint32_t off, len;
-    uint32_t foff, flen;     /* at a VM_FOLD path: the folded value in ibuf */
     uint32_t arr;            /* inside an array */
     uint64_t hv;             /* hash of the value for the exact table */
 } item;
