@@ -206,26 +206,46 @@ typedef struct {
     uint32_t ntargets;
 } vm_input;
 
+/* vm.sops bits: what vm_str has to do for a string (one word to test, so a
+ * string touches only the lines of the tables it needs) */
+enum {
+    SO_EXISTS = 1,
+    SO_EXACT = 2,
+    SO_IP = 4,
+    SO_PREFIX = 8,
+    SO_SUFFIX = 16,
+    SO_AFFIX = 32,
+    SO_WCU = 64, /* unanchored wildcards */
+    SO_CIDR = 128,
+    SO_FOLD = 256,
+    SO_EIC = 512,
+    SO_PREFIX_EIC = 1024,
+    SO_SUFFIX_EIC = 2048,
+    SO_ABS = 4096
+};
+
+/* Fields in the order matching reads them: the first line has what every
+ * string needs. */
 typedef struct vm {
     int refs;
     unsigned flags;
-    ebp_arena arena;
+    uint32_t sops; /* SO_* */
+    hmap exact; /* tags 'S', 'I' (family+16 bytes), 'N' (double bits), 'T' (number text) */
+    const char *keys;
     ebp_target *targets;
     tgroup *groups;
-    const char *keys;
-    hmap exact; /* tags 'S', 'I' (family+16 bytes), 'N' (double bits), 'T' (number text) */
     hmap eic;   /* folded string */
-    unit u_true, u_false, u_null, u_exists;
-    uint32_t has_true, has_false, has_null, has_exists;
-    trie prefix, suffix, prefix_eic, suffix_eic;
     /* prefix/suffix predicates of few distinct lengths are not in the tries
      * but here, by their bytes (tags AFFIX_TAGS[kind]); a value is looked
      * up once per length instead of walking a trie byte by byte */
     hmap affix;
-    uint32_t affix_len[4][AFFIX_MAX_LENGTHS]; /* per kind (AF_*): the lengths, ascending */
     uint8_t affix_nlen[4];
+    uint32_t affix_len[4][AFFIX_MAX_LENGTHS]; /* per kind (AF_*): the lengths, ascending */
+    trie prefix, suffix, prefix_eic, suffix_eic;
     wc_entry *wcs; /* anchored wildcards (by trie node) followed by unanchored */
     uint32_t wc_unanchored_off, nwc_unanchored;
+    unit u_true, u_false, u_null, u_exists;
+    uint32_t has_true, has_false, has_null, has_exists;
     range_entry *ranges;
     uint32_t nranges;
     /* index, when nranges is large: one-sided ranges sorted so the matches
@@ -241,6 +261,7 @@ typedef struct vm {
     uint32_t nabs;
     const struct eb_pattern **pats; /* patterns whose conditions we point into (referenced) */
     uint32_t npats;
+    ebp_arena arena;
     size_t mem;
 } vm;
 

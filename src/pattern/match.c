@@ -389,6 +389,29 @@ static void record(eb_matcher *mt, uint32_t *head)
 }
 
 /* The rule in `slot` matches: report its key once per event. */
+static inline uint32_t held_bit(uint32_t pred)
+{
+    return (pred * 0x9E3779B1u) >> 22; /* 10 bits: HELD_BITS */
+}
+
+static inline void held_set(eb_matcher *mt, uint32_t pred)
+{
+    uint32_t b = held_bit(pred);
+    mt->held[b >> 6] |= (uint64_t)1 << (b & 63);
+}
+
+/* Whether pred may have been marked in this event (no: it surely was not). */
+static inline int held_maybe(const eb_matcher *mt, uint32_t pred)
+{
+    uint32_t b = held_bit(pred);
+    return (int)(mt->held[b >> 6] >> (b & 63)) & 1;
+}
+
+static inline int held(const eb_matcher *mt, uint32_t pred)
+{
+    return held_maybe(mt, pred) && mt->preds[pred].epoch == mt->epoch;
+}
+
 static inline void add_rule(eb_matcher *mt, uint32_t slot, uint64_t key)
 {
     if (mt->rule_epoch[slot] == mt->epoch)
@@ -460,6 +483,7 @@ static inline void unit_hit(eb_matcher *mt, const vm *v, const unit *u)
     k->epoch = mt->epoch;
     k->flags = mt->tdepth ? 2u : 1u;
     k->head = 0;
+    held_set(mt, u->pred);
     if (mt->record) {
         if (mt->tdepth)
             record(mt, &k->head);
@@ -641,14 +665,13 @@ static void ab_string(eb_matcher *mt, const vm *v, const unsigned char *s, size_
 /* hv: ebp_hash_bytes(s, n, 'S') when v->exact.count, else unused */
 static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n, uint64_t hv)
 {
-    if (v->has_exists)
+    const uint32_t o = v->sops;
+    if (o & SO_EXISTS)
         unit_hit(mt, v, &v->u_exists);
-    if (!(v->flags & VM_STR))
-        return;
     const hm_entry *e;
     ebp_ip ip;
-    int is_ip = (v->flags & VM_IP) && ebp_ip_parse((const char *)s, n, &ip);
-    if (v->exact.count) {
+    int is_ip = (o & SO_IP) && ebp_ip_parse((const char *)s, n, &ip);
+    if (o & SO_EXACT) {
         if ((e = hm_get_h(v, &v->exact, 'S', s, n, hv)))
             unit_hit(mt, v, &e->u);
         if (is_ip) {
@@ -659,39 +682,44 @@ static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
                 unit_hit(mt, v, &e->u);
         }
     }
-    walk_trie(mt, v, &v->prefix, s, n, 0, s, n);
-    walk_trie(mt, v, &v->suffix, s, n, 1, s, n);
-    if (v->affix.count) {
+    if (o & SO_PREFIX)
+        walk_trie(mt, v, &v->prefix, s, n, 0, s, n);
+    if (o & SO_SUFFIX)
+        walk_trie(mt, v, &v->suffix, s, n, 1, s, n);
+    if (o & SO_AFFIX) {
         affix_probe(mt, v, AF_PREFIX, s, n);
         affix_probe(mt, v, AF_SUFFIX, s, n);
     }
-    for (uint32_t i = 0; i < v->nwc_unanchored; i++) {
-        const wc_entry *w = &v->wcs[v->wc_unanchored_off + i];
-        if (ebp_glob_match(w->g, s, n))
-            unit_hit(mt, v, &w->u);
-    }
-    if (is_ip)
+    if (o & SO_WCU)
+        for (uint32_t i = 0; i < v->nwc_unanchored; i++) {
+            const wc_entry *w = &v->wcs[v->wc_unanchored_off + i];
+            if (ebp_glob_match(w->g, s, n))
+                unit_hit(mt, v, &w->u);
+        }
+    if (is_ip && (o & SO_CIDR))
         for (uint32_t i = 0; i < v->ncidrs; i++)
             if (ebp_cidr_contains(&v->cidrs[i].c, &ip))
                 unit_hit(mt, v, &v->cidrs[i].u);
     const unsigned char *f = s;
     size_t fn = n;
-    if (v->flags & VM_FOLD) {
+    if (o & SO_FOLD) {
         if (fold_value(mt, s, n, &fn)) {
             mt->oom = 1;
             return;
         }
         f = mt->fbuf;
-        if (v->eic.count && (e = hm_get(v, &v->eic, 'F', f, fn)))
+        if ((o & SO_EIC) && (e = hm_get(v, &v->eic, 'F', f, fn)))
             unit_hit(mt, v, &e->u);
-        walk_trie(mt, v, &v->prefix_eic, f, fn, 0, f, fn);
-        walk_trie(mt, v, &v->suffix_eic, f, fn, 1, f, fn);
-        if (v->affix.count) {
+        if (o & SO_PREFIX_EIC)
+            walk_trie(mt, v, &v->prefix_eic, f, fn, 0, f, fn);
+        if (o & SO_SUFFIX_EIC)
+            walk_trie(mt, v, &v->suffix_eic, f, fn, 1, f, fn);
+        if (o & SO_AFFIX) {
             affix_probe(mt, v, AF_PREFIX_EIC, f, fn);
             affix_probe(mt, v, AF_SUFFIX_EIC, f, fn);
         }
     }
-    if (v->nabs)
+    if (o & SO_ABS)
         ab_string(mt, v, s, n, f, fn);
 }
 
@@ -812,7 +840,7 @@ static void vm_lit(eb_matcher *mt, const vm *v, unsigned char c)
 
 static inline uint64_t exact_hash(const vm *v, const unsigned char *s, size_t len)
 {
-    return v->exact.count ? ebp_hash_bytes(s, len, 'S') : 0;
+    return (v->sops & SO_EXACT) ? ebp_hash_bytes(s, len, 'S') : 0;
 }
 
 /* Pass 1 keeps a string at a VM_DEFER path for process_items (after the
@@ -824,7 +852,7 @@ static inline item *defer(eb_matcher *mt, const node *n, const unsigned char *s,
         return NULL;
     }
     item *it = &mt->items[mt->nitems++];
-    it->n = n;
+    it->v = n->vm;
     it->s = s;
     it->off = 0;
     it->len = (uint32_t)len;
@@ -856,7 +884,7 @@ static inline void leaf_str(eb_matcher *mt, const node *n, const unsigned char *
         it->off = (uint32_t)mt->ibuf_len;
         mt->ibuf_len += len;
     }
-    if ((v->flags & VM_STR) && v->exact.count) {
+    if (v->sops & SO_EXACT) {
         it->hv = ebp_hash_bytes(s, len, 'S');
         hm_prefetch(&v->exact, it->hv);
     }
@@ -881,7 +909,7 @@ static void process_items(eb_matcher *mt)
 {
     for (size_t i = 0; i < mt->nitems; i++) {
         const item *it = &mt->items[i];
-        const vm *v = it->n->vm;
+        const vm *v = it->v;
         mt->tdepth = it->arr; /* pass 1 reads only whether it is zero */
         vm_str(mt, v, it->s ? it->s : mt->ibuf + it->off, it->len, it->hv);
     }
@@ -1325,6 +1353,7 @@ static void next_epoch(eb_matcher *mt)
         memset(mt->rule_epoch, 0, mt->rules_cap * sizeof(uint32_t));
         mt->epoch = 1;
     }
+    memset(mt->held, 0, sizeof mt->held);
     scratch_reset(mt);
 }
 
@@ -1410,6 +1439,7 @@ static void box_mark(eb_matcher *mt, uint32_t pred, const bval *b)
         k->epoch = mt->epoch;
         k->flags = 0;
         k->head = 0;
+        held_set(mt, pred);
     }
     k->flags |= b->flag;
     if (mt->record && b->tlen)
@@ -1541,7 +1571,7 @@ static void wake_groups(eb_matcher *mt, const vm *v, const unit *u)
         lg++;
     if ((size_t)ng <= 4 * mt->nhints * lg) {
         for (uint32_t i = 0; i < ng; i++)
-            if (mt->preds[g[i].hint].epoch == mt->epoch)
+            if (held(mt, g[i].hint))
                 for (uint32_t k = 0; k < g[i].n; k++)
                     wake(mt, &v->targets[g[i].off + k]);
         return;
@@ -1599,21 +1629,13 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
         wake_groups(mt, mt->gvms[i], mt->gunits[i]);
     /* in stages, each loading what the next one reads, so that the
      * candidates' cache misses overlap instead of coming one by one */
-    for (size_t i = 0; i < mt->ncands; i++) {
-        const ebp_target *c = &mt->cands[i];
-        if (c->hint != HINT_NONE)
-            __builtin_prefetch(&mt->preds[c->hint]);
-        uint32_t h2 = (uint32_t)(c->aux >> 32);
-        if (h2 != UINT32_MAX)
-            __builtin_prefetch(&mt->preds[h2]);
-    }
     size_t nk = 0;
     for (size_t i = 0; i < mt->ncands; i++) {
         const ebp_target *c = &mt->cands[i];
-        if (c->hint != HINT_NONE && mt->preds[c->hint].epoch != mt->epoch)
+        if (c->hint != HINT_NONE && !held(mt, c->hint))
             continue; /* another field cannot hold: no need to look further */
         uint32_t h2 = (uint32_t)(c->aux >> 32);
-        if (h2 != UINT32_MAX && mt->preds[h2].epoch != mt->epoch)
+        if (h2 != UINT32_MAX && !held(mt, h2))
             continue;
         __builtin_prefetch(snap_sr(s, c->sr));
         mt->cands[nk++] = *c;

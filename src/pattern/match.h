@@ -22,11 +22,11 @@ typedef struct {
 /* pass 1: a string at a VM_DEFER path, looked up after the read (so the
  * table lines it needs, prefetched when it was read, are in cache by then) */
 typedef struct {
-    const struct node *n;
+    const struct vm *v;     /* the path's value matcher */
     const unsigned char *s; /* the value's bytes (NULL: at ibuf + off) */
     uint32_t off, len;
-    uint32_t arr;            /* inside an array */
-    uint64_t hv;             /* hash of the value for the exact table */
+    uint32_t arr;           /* inside an array */
+    uint64_t hv;            /* hash of the value for the exact table */
 } item;
 
 typedef struct {
@@ -35,9 +35,15 @@ typedef struct {
     uint32_t head; /* pass 2: records, index+1 */
 } mark_t;
 
+/* A Bloom filter (one hash) of the predicates marked in the current event,
+ * in bits: checked before a mark, so that a predicate that did not hold
+ * (most group hints and candidate hints) costs no load from the marks. */
+#define HELD_BITS 1024
+
 struct eb_matcher {
     const eb_snapshot *snap;
     uint32_t epoch;
+    uint64_t held[HELD_BITS / 64];
     /* per predicate / path / sub-rule / rule, valid when .epoch == epoch */
     mark_t *preds; /* flags 1: held for a top-level value, 2: for a value inside an array */
     size_t preds_cap;

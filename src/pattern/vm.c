@@ -723,6 +723,14 @@ vm *ebp_vm_build(const vm_input *in, uint32_t n, unsigned flags)
         build_range_index(&b, v);
     v->targets = copy_vec(&b, &b.targets);
     v->groups = copy_vec(&b, &b.groups);
+    v->sops = (v->has_exists ? SO_EXISTS : 0) | (v->exact.count ? SO_EXACT : 0) | (v->flags & VM_IP ? SO_IP : 0) |
+              (v->prefix.nnodes ? SO_PREFIX : 0) | (v->suffix.nnodes ? SO_SUFFIX : 0) |
+              (v->affix.count ? SO_AFFIX : 0) | (v->nwc_unanchored ? SO_WCU : 0) | (v->ncidrs ? SO_CIDR : 0) |
+              (v->flags & VM_FOLD ? SO_FOLD : 0) | (v->eic.count ? SO_EIC : 0) |
+              (v->prefix_eic.nnodes ? SO_PREFIX_EIC : 0) | (v->suffix_eic.nnodes ? SO_SUFFIX_EIC : 0) |
+              (v->nabs ? SO_ABS : 0);
+    if (!(v->flags & VM_STR))
+        v->sops &= SO_EXISTS;
     /* keep the patterns alive whose conditions (globs, anything-but sets) we point into */
     if (!b.oom && pats.len) {
         v->pats = malloc(pats.len * sizeof *v->pats);
