@@ -22,6 +22,9 @@
  * predicate that is the access of many hinted sub-rules ("STREET = X" for
  * hundreds of rules that also name a FROM_ST) is *grouped*: its targets are
  * sorted by hint, and only the groups whose hint held in the event wake.
+ * Whether a hint held is asked first of a small Bloom filter of the
+ * predicates marked in the event, so the many hints that did not hold cost
+ * a bit test each, not a load from the marks (megabytes at 100,000 rules).
  *
  * Prefixes and suffixes are kept in tries (walked byte by byte), except on a
  * path with many of them and few distinct lengths: then they are looked up

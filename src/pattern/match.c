@@ -398,6 +398,7 @@ static inline void held_set(eb_matcher *mt, uint32_t pred)
 {
     uint32_t b = held_bit(pred);
     mt->held[b >> 6] |= (uint64_t)1 << (b & 63);
+    mt->held_any = 1;
 }
 
 /* Whether pred may have been marked in this event (no: it surely was not). */
@@ -1353,7 +1354,10 @@ static void next_epoch(eb_matcher *mt)
         memset(mt->rule_epoch, 0, mt->rules_cap * sizeof(uint32_t));
         mt->epoch = 1;
     }
-    memset(mt->held, 0, sizeof mt->held);
+    if (mt->held_any) {
+        memset(mt->held, 0, sizeof mt->held);
+        mt->held_any = 0;
+    }
     scratch_reset(mt);
 }
 

@@ -44,6 +44,7 @@ struct eb_matcher {
     const eb_snapshot *snap;
     uint32_t epoch;
     uint64_t held[HELD_BITS / 64];
+    int held_any; /* a bit is set in held */
     /* per predicate / path / sub-rule / rule, valid when .epoch == epoch */
     mark_t *preds; /* flags 1: held for a top-level value, 2: for a value inside an array */
     size_t preds_cap;
