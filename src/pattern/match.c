@@ -388,7 +388,7 @@ static void record(eb_matcher *mt, uint32_t *head)
     record_at(mt, head, toff, (uint32_t)mt->tdepth);
 }
 
-/* The rule in `slot` matches: report its key once per event. */
+/* The bit of pred in the filter of predicates marked in this event. */
 static inline uint32_t held_bit(uint32_t pred)
 {
     return (pred * 0x9E3779B1u) >> 22; /* 10 bits: HELD_BITS */
@@ -408,11 +408,14 @@ static inline int held_maybe(const eb_matcher *mt, uint32_t pred)
     return (int)(mt->held[b >> 6] >> (b & 63)) & 1;
 }
 
+/* Whether pred was marked in this event (its mark is loaded only when the
+ * filter says it may have been). */
 static inline int held(const eb_matcher *mt, uint32_t pred)
 {
     return held_maybe(mt, pred) && mt->preds[pred].epoch == mt->epoch;
 }
 
+/* The rule in `slot` matches: report its key once per event. */
 static inline void add_rule(eb_matcher *mt, uint32_t slot, uint64_t key)
 {
     if (mt->rule_epoch[slot] == mt->epoch)
@@ -663,7 +666,7 @@ static void ab_string(eb_matcher *mt, const vm *v, const unsigned char *s, size_
     }
 }
 
-/* hv: ebp_hash_bytes(s, n, 'S') when v->exact.count, else unused */
+/* hv: ebp_hash_bytes(s, n, 'S') when v->sops has SO_EXACT, else unused */
 static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n, uint64_t hv)
 {
     const uint32_t o = v->sops;
