@@ -849,14 +849,14 @@ static inline uint64_t exact_hash(const vm *v, const unsigned char *s, size_t le
 
 /* Pass 1 keeps a string at a VM_DEFER path for process_items (after the
  * read); pass 2 handles it at once (it needs the reader's array trail). */
-static inline item *defer(eb_matcher *mt, const node *n, const unsigned char *s, size_t len)
+static inline item *defer(eb_matcher *mt, const vm *v, const unsigned char *s, size_t len)
 {
     if (mt->nitems == mt->items_cap && GROW(mt, items, items_cap, mt->nitems + 1)) {
         mt->oom = 1;
         return NULL;
     }
     item *it = &mt->items[mt->nitems++];
-    it->v = n->vm;
+    it->v = v;
     it->s = s;
     it->off = 0;
     it->len = (uint32_t)len;
@@ -875,7 +875,7 @@ static inline void leaf_str(eb_matcher *mt, const node *n, const unsigned char *
         vm_str(mt, v, s, len, exact_hash(v, s, len));
         return;
     }
-    item *it = defer(mt, n, s, len);
+    item *it = defer(mt, v, s, len);
     if (!it)
         return;
     if (s == mt->sbuf) { /* unescaped: sbuf is reused, keep a copy */
@@ -913,9 +913,8 @@ static void process_items(eb_matcher *mt)
 {
     for (size_t i = 0; i < mt->nitems; i++) {
         const item *it = &mt->items[i];
-        const vm *v = it->v;
         mt->tdepth = it->arr; /* pass 1 reads only whether it is zero */
-        vm_str(mt, v, it->s ? it->s : mt->ibuf + it->off, it->len, it->hv);
+        vm_str(mt, it->v, it->s ? it->s : mt->ibuf + it->off, it->len, it->hv);
     }
     mt->tdepth = 0;
 }
