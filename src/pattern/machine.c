@@ -5,6 +5,7 @@
  * a registry of paths and of predicates (distinct conditions per path, with
  * the sub-rules each is the access predicate for), and free lists of ids. */
 #include "box.h"
+#include "keyidx.h"
 #include "machine.h"
 
 #include <stdlib.h>
@@ -256,6 +257,9 @@ void eb_snapshot_release(eb_snapshot *s)
     for (uint32_t i = 0; i < s->nboxes; i++)
         ebp_box_release(s->boxes[i]);
     free(s->boxes);
+    for (uint32_t i = 0; i < s->nkidx; i++)
+        ebp_key_release(s->kidx[i]);
+    free(s->kidx);
     free(s);
 }
 
@@ -281,6 +285,8 @@ size_t eb_snapshot_memory(const eb_snapshot *s)
     m += s->nalways * sizeof(uint32_t);
     for (uint32_t i = 0; i < s->nboxes; i++)
         m += s->boxes[i]->mem + sizeof(void *);
+    for (uint32_t i = 0; i < s->nkidx; i++)
+        m += s->kidx[i]->mem + sizeof(void *);
     for (uint32_t c = 0; c < s->nrule_chunks; c++)
         for (unsigned i = 0; i < CHUNK; i++) {
             const rule_rec *r = s->rules[c]->items[i];
@@ -307,6 +313,7 @@ typedef struct pred_rec {
     uint32_t nsingle; /* of those, single-field sub-rules */
     uint32_t nhint;   /* sub-rules with this as their hint */
     uint32_t nbox;    /* fields using this as a side of a box (also in refs) */
+    uint32_t nkeyed;  /* fields of keyed sub-rules using it (also in refs) */
     char *key; /* canonical form of the condition */
     uint32_t klen;
 } pred_rec;
@@ -317,6 +324,7 @@ typedef struct path_rec {
     uint32_t id;
     uint32_t refs; /* fields at this path */
     uint32_t nbox; /* of those, box sides */
+    uint32_t nkeyed; /* of those, fields of keyed sub-rules */
     pred_rec **preds;
     uint32_t npreds, cap;
     uint32_t *pidx; /* hash index over preds by key (size pmask+1), UINT32_MAX empty */
@@ -343,6 +351,21 @@ typedef struct {
     boxidx *built; /* NULL: none (no boxes) */
 } boxreg;
 
+/* The keyed sub-rules of one signature, and their index in the current
+ * snapshot. */
+typedef struct {
+    const rule_rec *r;
+    uint32_t i; /* sub-rule */
+} kinput;
+
+typedef struct {
+    key_sig sig;
+    kinput *in;
+    uint32_t n, cap;
+    int dirty;
+    keyidx *built; /* NULL: none */
+} keyreg;
+
 struct eb_machine {
     pthread_mutex_t wlock; /* writers */
     pthread_mutex_t slock; /* the `cur` pointer */
@@ -359,6 +382,8 @@ struct eb_machine {
     uint32_t pred_tab_cap;
     boxreg *bregs;
     uint32_t nbregs, bregs_cap;
+    keyreg *kregs;
+    uint32_t nkregs, kregs_cap;
 };
 
 static int id_push(idlist *l, uint32_t v)
@@ -745,6 +770,11 @@ void eb_machine_free(eb_machine *m)
         ebp_box_release(m->bregs[i].built);
     }
     free(m->bregs);
+    for (uint32_t i = 0; i < m->nkregs; i++) {
+        free(m->kregs[i].in);
+        ebp_key_release(m->kregs[i].built);
+    }
+    free(m->kregs);
     pthread_mutex_destroy(&m->wlock);
     pthread_mutex_destroy(&m->slock);
     free(m);
@@ -986,6 +1016,167 @@ static void box_unregister(eb_machine *m, const rule_rec *r, uint32_t i)
         }
 }
 
+/* ---- keyed sub-rules (keyidx.h) ---------------------------------------------------- */
+
+static int key_kind(const ebp_cond *c, uint8_t *kind, uint32_t *len)
+{
+    switch (c->kind) {
+    case EBP_C_STR: *kind = KK_EXACT; *len = 0; return 1;
+    case EBP_C_EIC: *kind = KK_EIC; *len = 0; return 1;
+    case EBP_C_PREFIX: *kind = KK_PREFIX; break;
+    case EBP_C_SUFFIX: *kind = KK_SUFFIX; break;
+    case EBP_C_PREFIX_EIC: *kind = KK_PREFIX_EIC; break;
+    case EBP_C_SUFFIX_EIC: *kind = KK_SUFFIX_EIC; break;
+    default: return 0;
+    }
+    if (c->s.n >= UINT32_MAX)
+        return 0;
+    *len = (uint32_t)c->s.n;
+    return 1;
+}
+
+/* Whether sub-rule i of r is keyed: 2 to KEY_MAX_FIELDS positive fields at
+ * different paths, each one string equality or affix.  Fills its signature
+ * and, per signature field, the sub-rule's field index. */
+static int key_fields(const rule_rec *r, uint32_t i, key_sig *sig, uint16_t *order)
+{
+    const ebp_sub *sub = &r->pat->subs[i];
+    const field_rec *fr = r->fields[i];
+    if (sub->nfields < 2 || sub->nfields > KEY_MAX_FIELDS || RR_BOX2(r)[i] != UINT16_MAX)
+        return 0;
+    memset(sig, 0, sizeof *sig);
+    sig->k = (uint32_t)sub->nfields;
+    for (uint32_t j = 0; j < sig->k; j++) {
+        if (fr[j].kind != FK_POS || fr[j].npreds != 1)
+            return 0;
+        uint8_t kind;
+        uint32_t len;
+        if (!key_kind(&sub->fields[j]->conds[0], &kind, &len))
+            return 0;
+        /* insert by path id */
+        uint32_t at = j;
+        while (at > 0 && sig->path[at - 1] > fr[j].path_id) {
+            sig->path[at] = sig->path[at - 1];
+            sig->kind[at] = sig->kind[at - 1];
+            sig->len[at] = sig->len[at - 1];
+            order[at] = order[at - 1];
+            at--;
+        }
+        if (at > 0 && sig->path[at - 1] == fr[j].path_id)
+            return 0;
+        sig->path[at] = fr[j].path_id;
+        sig->kind[at] = kind;
+        sig->len[at] = len;
+        order[at] = (uint16_t)j;
+    }
+    return 1;
+}
+
+static int sig_eq(const key_sig *a, const key_sig *b)
+{
+    if (a->k != b->k)
+        return 0;
+    for (uint32_t j = 0; j < a->k; j++)
+        if (a->path[j] != b->path[j] || a->kind[j] != b->kind[j] || a->len[j] != b->len[j])
+            return 0;
+    return 1;
+}
+
+static keyreg *kreg_get(eb_machine *m, const key_sig *sig, int create)
+{
+    for (uint32_t i = 0; i < m->nkregs; i++)
+        if (sig_eq(&m->kregs[i].sig, sig))
+            return &m->kregs[i];
+    if (!create)
+        return NULL;
+    if (m->nkregs == m->kregs_cap) {
+        uint32_t nc = m->kregs_cap ? 2 * m->kregs_cap : 4;
+        keyreg *nr = realloc(m->kregs, nc * sizeof *nr);
+        if (!nr)
+            return NULL;
+        m->kregs = nr;
+        m->kregs_cap = nc;
+    }
+    keyreg *g = &m->kregs[m->nkregs++];
+    memset(g, 0, sizeof *g);
+    g->sig = *sig;
+    return g;
+}
+
+/* Count sub-rule i's fields as keyed (d = 1) or not any more (d = -1). */
+static void key_count(eb_machine *m, const rule_rec *r, uint32_t i, int d)
+{
+    const ebp_sub *sub = &r->pat->subs[i];
+    for (size_t j = 0; j < sub->nfields; j++) {
+        const field_rec *f = &r->fields[i][j];
+        pred_rec *pd = m->pred_tab[f->preds[0]];
+        path_rec **slot = path_lookup(m, sub->fields[j]->path.s, sub->fields[j]->path.n);
+        if (pd)
+            pd->nkeyed += (uint32_t)d;
+        if (*slot)
+            (*slot)->nkeyed += (uint32_t)d;
+    }
+}
+
+/* Index sub-rule i of r if it is keyed (0: done or not keyed, -1: OOM). */
+static int key_register(eb_machine *m, const rule_rec *r, uint32_t i)
+{
+    key_sig sig;
+    uint16_t order[KEY_MAX_FIELDS];
+    if (!key_fields(r, i, &sig, order))
+        return 0;
+    keyreg *g = kreg_get(m, &sig, 1);
+    if (!g)
+        return -1;
+    if (g->n == g->cap) {
+        uint32_t nc = g->cap ? 2 * g->cap : 8;
+        kinput *ni = realloc(g->in, nc * sizeof *ni);
+        if (!ni)
+            return -1;
+        g->in = ni;
+        g->cap = nc;
+    }
+    g->in[g->n++] = (kinput){r, i};
+    g->dirty = 1;
+    key_count(m, r, i, 1);
+    return 0;
+}
+
+static void key_unregister(eb_machine *m, const rule_rec *r, uint32_t i)
+{
+    key_sig sig;
+    uint16_t order[KEY_MAX_FIELDS];
+    if (!key_fields(r, i, &sig, order))
+        return;
+    keyreg *g = kreg_get(m, &sig, 0);
+    for (uint32_t k = 0; g && k < g->n; k++)
+        if (g->in[k].r == r && g->in[k].i == i) {
+            g->in[k] = g->in[--g->n];
+            g->dirty = 1;
+            key_count(m, r, i, -1);
+            return;
+        }
+}
+
+/* The key of sub-rule i of r (key_fields holds) into buf (grown as needed). */
+static int key_bytes(const rule_rec *r, uint32_t i, ebp_vec *buf)
+{
+    key_sig sig;
+    uint16_t order[KEY_MAX_FIELDS];
+    key_fields(r, i, &sig, order);
+    for (uint32_t j = 0; j < sig.k; j++) {
+        const ebp_cond *c = &r->pat->subs[i].fields[order[j]]->conds[0];
+        uint32_t n = (uint32_t)c->s.n;
+        if (ebp_vec_reserve(buf, buf->len + 4 + n))
+            return -1;
+        unsigned char *d = (unsigned char *)buf->items + buf->len;
+        memcpy(d, &n, 4);
+        memcpy(d + 4, c->s.s, n);
+        buf->len += 4 + n;
+    }
+    return 0;
+}
+
 /* Register an added rule: ids, paths, predicates, access targets. */
 static int rule_register(eb_machine *m, rule_rec *r)
 {
@@ -1086,6 +1277,10 @@ static int rule_register(eb_machine *m, rule_rec *r)
                     free(prs);
                     return -1;
                 }
+            if (key_register(m, r, i)) {
+                free(prs);
+                return -1;
+            }
         }
         free(prs);
     }
@@ -1101,6 +1296,7 @@ static void rule_unregister(eb_machine *m, rule_rec *r)
         count_hint(m, RR_HINTS(r)[i], -1);
         if (RR_BOX2(r)[i] != UINT16_MAX)
             box_unregister(m, r, i);
+        key_unregister(m, r, i);
         for (size_t j = 0; j < sub->nfields; j++) {
             path_rec **slot = path_lookup(m, sub->fields[j]->path.s, sub->fields[j]->path.n);
             path_rec *pr = *slot;
@@ -1267,8 +1463,9 @@ static rule_rec **rule_mut(change *ch, uint32_t slot)
 /* Rebuild the vm of every dirty path; drop paths nobody uses. */
 static int rebuild_paths(eb_machine *m, change *ch, ebp_vec *dead_paths)
 {
-    ebp_vec in;
+    ebp_vec in, kin;
     ebp_vec_init(&in, sizeof(vm_input));
+    ebp_vec_init(&kin, sizeof(vm_input));
     int rc = 0;
     for (uint32_t i = 0; i <= m->pmask && !rc; i++) {
         path_rec *pr = m->paths[i];
@@ -1277,8 +1474,8 @@ static int rebuild_paths(eb_machine *m, change *ch, ebp_vec *dead_paths)
         pr->dirty = 0;
         path_compact(m, pr);
         vm *v = NULL;
-        in.len = 0;
-        if (ebp_vec_reserve(&in, pr->npreds ? pr->npreds : 1)) {
+        in.len = kin.len = 0;
+        if (ebp_vec_reserve(&in, pr->npreds ? pr->npreds : 1) || ebp_vec_reserve(&kin, pr->npreds ? pr->npreds : 1)) {
             rc = -1;
             break;
         }
@@ -1289,14 +1486,26 @@ static int rebuild_paths(eb_machine *m, change *ch, ebp_vec *dead_paths)
             /* only single-field sub-rules reach it through access targets: no
              * field reads its mark, so matching need not record it */
             uint32_t mark = (p->refs > p->nsingle ? MARK_READ : 0) | (p->nhint ? MARK_HINT : 0);
-            ((vm_input *)in.items)[in.len++] = (vm_input){p->id, mark, p->cond, p->pat, p->acc, p->nacc};
+            /* only keyed sub-rules use it: the key indexes find it, and
+             * the path's second vm for the events they cannot take */
+            ebp_vec *to = p->nkeyed == p->refs ? &kin : &in;
+            ((vm_input *)to->items)[to->len++] = (vm_input){p->id, mark, p->cond, p->pat, p->acc, p->nacc};
         }
-        if (in.len || pr->nbox) {
+        if (in.len || pr->nbox || pr->nkeyed) {
             v = ebp_vm_build(in.items, (uint32_t)in.len, pr->nbox ? VM_BOX : 0);
             if (!v) {
                 rc = -1;
                 break;
             }
+            if (pr->nkeyed)
+                v->flags |= VM_KEYED;
+            if (kin.len && !(v->kvm = ebp_vm_build(kin.items, (uint32_t)kin.len, 0))) {
+                ebp_vm_release(v);
+                rc = -1;
+                break;
+            }
+            if (v->kvm)
+                v->mem += v->kvm->mem;
         }
         int empty;
         node *nr = node_set(ch->s->root, "", 0, pr->path, pr->plen, v, pr->refs ? pr->id : UINT32_MAX, &empty);
@@ -1317,7 +1526,72 @@ static int rebuild_paths(eb_machine *m, change *ch, ebp_vec *dead_paths)
         }
     }
     ebp_vec_free(&in);
+    ebp_vec_free(&kin);
     return rc;
+}
+
+/* Rebuild the key index of every signature whose sub-rules changed; the
+ * snapshot lists the index of every signature that has sub-rules. */
+static int rebuild_keys(eb_machine *m, change *ch)
+{
+    keyidx **fresh = calloc(m->nkregs ? m->nkregs : 1, sizeof *fresh);
+    keyidx **list = malloc((m->nkregs ? m->nkregs : 1) * sizeof *list);
+    ebp_vec bytes, in;
+    ebp_vec_init(&bytes, 1);
+    ebp_vec_init(&in, sizeof(key_input));
+    int rc = !fresh || !list;
+    for (uint32_t k = 0; k < m->nkregs && !rc; k++) {
+        keyreg *g = &m->kregs[k];
+        if (!g->dirty || !g->n)
+            continue;
+        bytes.len = in.len = 0;
+        size_t *offs = malloc(g->n * sizeof *offs);
+        rc = !offs || ebp_vec_reserve(&in, g->n);
+        for (uint32_t q = 0; q < g->n && !rc; q++) {
+            offs[q] = bytes.len;
+            rc = key_bytes(g->in[q].r, g->in[q].i, &bytes);
+        }
+        for (uint32_t q = 0; q < g->n && !rc; q++) {
+            size_t end = q + 1 < g->n ? offs[q + 1] : bytes.len;
+            const rule_rec *r = g->in[q].r;
+            ((key_input *)in.items)[q] =
+                (key_input){(const unsigned char *)bytes.items + offs[q], (uint32_t)(end - offs[q]), r->slot, r->key};
+        }
+        free(offs);
+        if (!rc && !(fresh[k] = ebp_key_build(&g->sig, in.items, g->n)))
+            rc = -1;
+    }
+    ebp_vec_free(&bytes);
+    ebp_vec_free(&in);
+    if (rc) {
+        for (uint32_t k = 0; fresh && k < m->nkregs; k++)
+            ebp_key_release(fresh[k]);
+        free(fresh);
+        free(list);
+        return -1;
+    }
+    uint32_t n = 0, keep = 0;
+    for (uint32_t k = 0; k < m->nkregs; k++) {
+        keyreg *g = &m->kregs[k];
+        if (g->dirty) {
+            ebp_key_release(g->built);
+            g->built = fresh[k];
+            g->dirty = 0;
+        }
+        if (g->built) {
+            incref(&g->built->refs);
+            list[n++] = g->built;
+        }
+        if (g->n || g->built)
+            m->kregs[keep++] = *g;
+        else
+            free(g->in);
+    }
+    m->nkregs = keep;
+    free(fresh);
+    ch->s->kidx = list;
+    ch->s->nkidx = n;
+    return 0;
 }
 
 /* Rebuild the box index of every pair of paths whose boxes changed; the
@@ -1456,6 +1730,8 @@ static int publish(eb_machine *m, rule_rec *const *gone, size_t ngone, rule_rec 
         rc = rebuild_paths(m, &ch, dead_paths);
     if (!rc)
         rc = rebuild_boxes(m, &ch);
+    if (!rc)
+        rc = rebuild_keys(m, &ch);
     s->npred_cap = m->next_pred;
     s->npath_cap = m->next_path;
     free(ch.sr_fresh);
@@ -1597,6 +1873,7 @@ static eb_status change_rules(eb_machine *m, size_t n, const uint64_t *keys, con
                     box_register(m, g, i, *path_lookup(m, fx->path.s, fx->path.n),
                                  *path_lookup(m, fy->path.s, fy->path.n));
                 }
+                key_register(m, g, i);
             }
         }
         for (uint32_t i = 0; i <= m->pmask; i++)

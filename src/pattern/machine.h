@@ -180,8 +180,9 @@ enum {
     VM_FOLD = 4, /* needs the case-folded string */
     VM_STR = 8,  /* has some string-shaped condition */
     VM_BOX = 16, /* a side of some box index: keep the event's numbers here for it */
-    VM_DEFER = 32 /* hash tables large enough to miss the cache: pass 1 looks
-                   * strings up after the read, their lines prefetched */
+    VM_DEFER = 32, /* hash tables large enough to miss the cache: pass 1 looks
+                    * strings up after the read, their lines prefetched */
+    VM_KEYED = 64  /* a path of some key index (keyidx.h): keep its strings */
 };
 
 /* affix kinds */
@@ -264,6 +265,9 @@ typedef struct vm {
     uint32_t nabs;
     const struct eb_pattern **pats; /* patterns whose conditions we point into (referenced) */
     uint32_t npats;
+    /* VM_KEYED: the predicates only keyed sub-rules use, for the events
+     * that cannot use the key indexes (owned; NULL: none) */
+    struct vm *kvm;
     ebp_arena arena;
     size_t mem;
 } vm;
@@ -355,6 +359,8 @@ struct eb_snapshot {
     size_t nrules;
     struct boxidx **boxes; /* box indexes, one per pair of paths (box.h) */
     uint32_t nboxes;
+    struct keyidx **kidx; /* key indexes, one per signature (keyidx.h) */
+    uint32_t nkidx;
     uint32_t npred_cap; /* predicate ids are < npred_cap */
     uint32_t npath_cap; /* path ids are < npath_cap */
 };

@@ -9,6 +9,7 @@
  * (array ids and indices) and solves the check exactly (dp_solve). */
 #include "box.h"
 #include "casefold.h"
+#include "keyidx.h"
 #include "match.h"
 #include "num.h"
 
@@ -847,6 +848,36 @@ static inline uint64_t exact_hash(const vm *v, const unsigned char *s, size_t le
     return (v->sops & SO_EXACT) ? ebp_hash_bytes(s, len, 'S') : 0;
 }
 
+/* Pass 1 keeps every string at a VM_KEYED path (see keyidx.h). */
+static void keep_keyed(eb_matcher *mt, uint32_t path, const vm *v, const unsigned char *s, size_t len)
+{
+    uint32_t *e = &mt->kv[2 * path];
+    if (e[0] == mt->epoch || mt->tdepth)
+        mt->kfallback = 1;
+    else {
+        e[0] = mt->epoch;
+        e[1] = (uint32_t)mt->nkcaps;
+    }
+    if (mt->kfallback && !v->kvm)
+        return; /* needed neither for a key nor by a kvm */
+    if (mt->nkcaps == mt->kcaps_cap && GROW(mt, kcaps, kcaps_cap, mt->nkcaps + 1)) {
+        mt->oom = 1;
+        return;
+    }
+    kcap *c = &mt->kcaps[mt->nkcaps++];
+    *c = (kcap){v->kvm, s, 0, (uint32_t)len, mt->tdepth != 0, UINT32_MAX, 0};
+    if (s == mt->sbuf) { /* unescaped: sbuf is reused, keep a copy */
+        if (GROW(mt, ibuf, ibuf_cap, mt->ibuf_len + len + 1)) {
+            mt->oom = 1;
+            return;
+        }
+        memcpy(mt->ibuf + mt->ibuf_len, s, len);
+        c->s = NULL;
+        c->off = (uint32_t)mt->ibuf_len;
+        mt->ibuf_len += len;
+    }
+}
+
 /* Pass 1 keeps a string at a VM_DEFER path for process_items (after the
  * read); pass 2 handles it at once (it needs the reader's array trail). */
 static inline item *defer(eb_matcher *mt, const vm *v, const unsigned char *s, size_t len)
@@ -871,6 +902,12 @@ static inline void leaf_str(eb_matcher *mt, const node *n, const unsigned char *
     const vm *v = n->vm;
     if (!v)
         return;
+    if (v->flags & VM_KEYED) {
+        if (!mt->record)
+            keep_keyed(mt, n->path_id, v, s, len);
+        else if (mt->kfallback && v->kvm)
+            vm_str(mt, v->kvm, s, len, exact_hash(v->kvm, s, len));
+    }
     if (!mt->defer || !(v->flags & VM_DEFER)) {
         vm_str(mt, v, s, len, exact_hash(v, s, len));
         return;
@@ -915,6 +952,103 @@ static void process_items(eb_matcher *mt)
         const item *it = &mt->items[i];
         mt->tdepth = it->arr; /* pass 1 reads only whether it is zero */
         vm_str(mt, it->v, it->s ? it->s : mt->ibuf + it->off, it->len, it->hv);
+    }
+    mt->tdepth = 0;
+}
+
+/* ---- key lookups (keyidx.h) ---------------------------------------------------------------- */
+/* The bytes of kept string c, or of its case folding (NULL: out of memory). */
+static const unsigned char *kcap_bytes(eb_matcher *mt, kcap *c, int fold, size_t *n)
+{
+    if (!fold) {
+        *n = c->len;
+        return c->s ? c->s : mt->ibuf + c->off;
+    }
+    if (c->foff == UINT32_MAX) {
+        size_t fn;
+        if (fold_value(mt, c->s ? c->s : mt->ibuf + c->off, c->len, &fn) ||
+            GROW(mt, ibuf, ibuf_cap, mt->ibuf_len + fn + 1))
+            return NULL;
+        memcpy(mt->ibuf + mt->ibuf_len, mt->fbuf, fn);
+        c->foff = (uint32_t)mt->ibuf_len;
+        c->flen = (uint32_t)fn;
+        mt->ibuf_len += fn;
+    }
+    *n = c->flen;
+    return mt->ibuf + c->foff;
+}
+
+/* Pass 1, every keyed path had at most one value, at top level: make each
+ * signature's key from the event and start loading its slot; key_finish
+ * looks them up (a hit is a match), after other work has hidden the loads. */
+static void key_prepare(eb_matcher *mt, const eb_snapshot *s)
+{
+    size_t kl = 0;
+    mt->nkprobes = 0;
+    if (GROW(mt, kprobes, kprobes_cap, s->nkidx)) {
+        mt->oom = 1;
+        return;
+    }
+    for (uint32_t x = 0; x < s->nkidx; x++) {
+        const keyidx *K = s->kidx[x];
+        const key_sig *g = &K->sig;
+        size_t k0 = kl;
+        uint32_t j;
+        for (j = 0; j < g->k; j++) {
+            const uint32_t *e = &mt->kv[2 * g->path[j]];
+            if (e[0] != mt->epoch)
+                break; /* no string there */
+            uint8_t kind = g->kind[j];
+            size_t n;
+            const unsigned char *b =
+                kcap_bytes(mt, &mt->kcaps[e[1]], kind == KK_EIC || kind == KK_PREFIX_EIC || kind == KK_SUFFIX_EIC, &n);
+            if (!b || GROW(mt, kbuf, kbuf_cap, kl + 4 + n)) {
+                mt->oom = 1;
+                return;
+            }
+            if (kind >= KK_PREFIX) {
+                if (n < g->len[j])
+                    break; /* too short for the affix */
+                if (kind == KK_SUFFIX || kind == KK_SUFFIX_EIC)
+                    b += n - g->len[j];
+                n = g->len[j];
+            }
+            uint32_t n32 = (uint32_t)n;
+            memcpy(mt->kbuf + kl, &n32, 4);
+            memcpy(mt->kbuf + kl + 4, b, n);
+            kl += 4 + n;
+        }
+        if (j < g->k) {
+            kl = k0;
+            continue;
+        }
+        kprobe *p = &mt->kprobes[mt->nkprobes++];
+        *p = (kprobe){K, ebp_hash_bytes(mt->kbuf + k0, kl - k0, 'K'), (uint32_t)k0, (uint32_t)(kl - k0)};
+        __builtin_prefetch(&K->slots[p->h & K->mask]);
+    }
+}
+
+static void key_finish(eb_matcher *mt)
+{
+    for (size_t i = 0; i < mt->nkprobes; i++) {
+        const kprobe *p = &mt->kprobes[i];
+        const key_slot *e = ebp_key_find(p->K, mt->kbuf + p->koff, p->klen, p->h);
+        for (uint32_t q = 0; e && q < e->nt; q++)
+            add_rule(mt, p->K->t[e->toff + q].slot, p->K->t[e->toff + q].key);
+    }
+}
+
+/* Pass 1, the event cannot use the key indexes: its strings at keyed
+ * paths go through those paths' kvms, as any other value would. */
+static void key_fallback(eb_matcher *mt)
+{
+    for (size_t i = 0; i < mt->nkcaps; i++) {
+        const kcap *c = &mt->kcaps[i];
+        if (!c->kvm)
+            continue;
+        const unsigned char *b = c->s ? c->s : mt->ibuf + c->off;
+        mt->tdepth = c->arr; /* pass 1 reads only whether it is zero */
+        vm_str(mt, c->kvm, b, c->len, exact_hash(c->kvm, b, c->len));
     }
     mt->tdepth = 0;
 }
@@ -1288,6 +1422,10 @@ void eb_matcher_free(eb_matcher *mt)
     free(mt->out);
     free(mt->tstack);
     free(mt->items);
+    free(mt->kv);
+    free(mt->kcaps);
+    free(mt->kbuf);
+    free(mt->kprobes);
     free(mt->ibuf);
     free(mt->sbuf);
     free(mt->fbuf);
@@ -1330,6 +1468,12 @@ static int prepare(eb_matcher *mt, const eb_snapshot *s)
             return -1;
         mt->paths_cap = want;
     }
+    if (s->nkidx && nh > mt->kv_cap) {
+        size_t want = nh + nh / 2;
+        if (grow_zero((void **)&mt->kv, 2 * mt->kv_cap, 2 * want, sizeof(uint32_t)))
+            return -1;
+        mt->kv_cap = want;
+    }
     if (nrules > mt->rules_cap) {
         if (grow_zero((void **)&mt->rule_epoch, mt->rules_cap, nrules, sizeof(uint32_t)))
             return -1;
@@ -1354,6 +1498,8 @@ static void next_epoch(eb_matcher *mt)
         memset(mt->preds, 0, mt->preds_cap * sizeof(mark_t));
         memset(mt->paths, 0, mt->paths_cap * sizeof(mark_t));
         memset(mt->rule_epoch, 0, mt->rules_cap * sizeof(uint32_t));
+        if (mt->kv)
+            memset(mt->kv, 0, 2 * mt->kv_cap * sizeof(uint32_t));
         mt->epoch = 1;
     }
     if (mt->held_any) {
@@ -1624,13 +1770,22 @@ eb_status eb_match(eb_matcher *mt, const eb_snapshot *s, const char *json, size_
     if (prepare(mt, s))
         return set_err(mt, err, EB_ERR_NOMEM);
     next_epoch(mt);
+    mt->nkcaps = 0;
+    mt->kfallback = 0;
     mt->defer = 1;
     int rc = read_event(mt, json, len, flags);
     mt->defer = 0;
     if (rc)
         return set_err(mt, err, EB_ERR_EVENT);
     box_lookups(mt, s, 1);
+    mt->nkprobes = 0;
+    if (!mt->kfallback && mt->nkcaps)
+        key_prepare(mt, s);
     process_items(mt);
+    if (mt->kfallback)
+        key_fallback(mt);
+    else
+        key_finish(mt);
     mt->ndp = 0;
     box_lookups(mt, s, 0);
     for (size_t i = 0; i < mt->ngunits; i++)

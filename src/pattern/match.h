@@ -29,6 +29,23 @@ typedef struct {
     uint64_t hv;            /* hash of the value for the exact table */
 } item;
 
+/* pass 1: a string at a VM_KEYED path, kept for the key lookups (or, when
+ * the event cannot use them, for the path's kvm) */
+typedef struct {
+    const struct vm *kvm;   /* the path's vm of keyed-only predicates, or NULL */
+    const unsigned char *s; /* the value's bytes (NULL: at ibuf + off) */
+    uint32_t off, len;
+    uint32_t arr;           /* inside an array */
+    uint32_t foff, flen;    /* its case folding at ibuf + foff (UINT32_MAX: not yet) */
+} kcap;
+
+/* pass 1: one key to look up in a key index */
+typedef struct {
+    const struct keyidx *K;
+    uint64_t h;
+    uint32_t koff, klen; /* in kbuf */
+} kprobe;
+
 typedef struct {
     uint32_t epoch;
     uint32_t flags;
@@ -81,6 +98,18 @@ struct eb_matcher {
     int defer; /* pass 1: strings at VM_DEFER paths go to items */
     item *items;
     size_t nitems, items_cap;
+    /* key lookups (keyidx.h): per path id, the epoch and index in kcaps of
+     * its first string; kfallback: some keyed path had a value in an array
+     * or two values, so this event uses the kvms instead */
+    uint32_t *kv;
+    size_t kv_cap; /* in paths */
+    kcap *kcaps;
+    size_t nkcaps, kcaps_cap;
+    int kfallback;
+    unsigned char *kbuf;
+    size_t kbuf_cap;
+    kprobe *kprobes;
+    size_t nkprobes, kprobes_cap;
     unsigned char *ibuf; /* unescaped strings of items */
     size_t ibuf_len, ibuf_cap;
     unsigned char *sbuf;

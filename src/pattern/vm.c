@@ -423,6 +423,7 @@ static void *copy_vec(builder *b, const ebp_vec *src)
 
 static void free_vm(vm *v)
 {
+    ebp_vm_release(v->kvm);
     for (uint32_t i = 0; i < v->npats; i++)
         eb_pattern_free((eb_pattern *)v->pats[i]);
     free(v->pats);

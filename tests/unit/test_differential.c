@@ -1295,7 +1295,10 @@ static void many_rules(eb_matcher *mt)
  *   sub-rules which differ in another field (their hint);
  * - box indexes: sub-rules with bounded numeric ranges on two paths;
  * - prefix/suffix lookups by their bytes: many affixes of few lengths at
- *   one path (plus a few wildcards, which stay in the tries).
+ *   one path (plus a few wildcards, which stay in the tries);
+ * - key indexes: sub-rules that are string equalities and affixes on two
+ *   or more paths (keyidx.h), whose events take the key lookups when their
+ *   values there are single and at top level, and the kvms otherwise.
  * Fields sit at top level or inside an array of objects ("o"), so the
  * array-consistency rules apply; the events repeat and nest values. */
 static long fam_checks, fam_matches;
@@ -1368,6 +1371,26 @@ static void fam_pattern(sbuf *o, int kind, int in_arr)
         sb_puts(o, "]");
         if (chance(20))
             sb_printf(o, ", \"%sa\": [%s]", pre, PICK(FAM_A));
+    } else if (kind == 4) { /* keyed: a (exact or ignoring case) + s (an affix or exact) [+ b] [+ c] */
+        if (chance(50))
+            sb_printf(o, "\"%sa\": [%s]", pre, PICK(FAM_A));
+        else
+            sb_printf(o, "\"%sa\": [{\"equals-ignore-case\": \"%s\"}]", pre, chance(50) ? "X" : "y");
+        static const char *const OPS[] = {"prefix", "suffix", "prefix-eic", "suffix-eic", "exact"};
+        int op = (int)rn(5);
+        sb_printf(o, ", \"%ss\": [", pre);
+        if (op == 4)
+            sb_puts(o, "\"");
+        else if (op >= 2)
+            sb_printf(o, "{\"%s\": {\"equals-ignore-case\": \"", op == 2 ? "prefix" : "suffix");
+        else
+            sb_printf(o, "{\"%s\": \"", OPS[op]);
+        fam_afx_str(o, op == 4 ? 0 : 1, 3, op == 4 || op >= 2);
+        sb_puts(o, op == 4 ? "\"]" : op >= 2 ? "\"}}]" : "\"}]");
+        if (chance(40))
+            sb_printf(o, ", \"%sb\": [\"%d\"]", pre, 1 + (int)rn(3));
+        if (chance(20))
+            sb_printf(o, ", \"%sc\": [\"c1\"]", pre);
     } else { /* box: x and y ranges [+ z range] [+ a] */
         sb_printf(o, "\"%sx\": ", pre);
         fam_range(o);
@@ -1449,12 +1472,12 @@ static void families(eb_matcher *mt)
     char *pjs[NR];
     sbuf pj = {0}, ej = {0};
     eb_machine *m = eb_machine_new();
-    int kind = (int)rn(4); /* 0 grouped, 1 boxes, 2 both, 3 affixes */
+    int kind = (int)rn(5); /* 0 grouped, 1 boxes, 2 both, 3 affixes, 4 keyed */
     int in_arr = chance(30);
     fam_afx_op = (int)rn(4);
     int n = 0;
     while (n < NR) {
-        fam_pattern(&pj, kind == 2 ? (int)rn(2) : kind, in_arr || (kind != 3 && chance(10)));
+        fam_pattern(&pj, kind == 2 ? (int)rn(2) : kind, in_arr || (kind != 3 && kind != 4 && chance(10)));
         eb_error err;
         if (eb_pattern_compile(pj.b, pj.n, &ps[n], &err) != EB_OK) {
             report("families: pattern rejected", pj.b, "", 0, 0, 0, err.message);
@@ -1490,7 +1513,7 @@ static void families(eb_matcher *mt)
         fam_checks++;
         fam_matches += want != 0;
         static const char *const names[] = {"family: grouped", "family: boxes", "family: grouped+boxes",
-                                            "family: affixes"};
+                                            "family: affixes", "family: keyed"};
         check_keys(mt, s, &ej, want, names[kind], n, pjs);
     }
     eb_snapshot_release(s);
