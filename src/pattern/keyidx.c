@@ -6,21 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    const key_input *in;
-    uint64_t h;
-} kent;
-
-static int kent_cmp(const void *a, const void *b)
-{
-    const kent *x = a, *y = b;
-    if (x->h != y->h)
-        return x->h < y->h ? -1 : 1;
-    if (x->in->klen != y->in->klen)
-        return x->in->klen < y->in->klen ? -1 : 1;
-    return memcmp(x->in->key, y->in->key, x->in->klen);
-}
-
 void ebp_key_release(keyidx *k)
 {
     if (!k || __atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) != 0)
@@ -31,25 +16,32 @@ void ebp_key_release(keyidx *k)
     free(k);
 }
 
+/* The slot of key in, or the empty slot where it goes. */
+static uint32_t key_slot_of(const keyidx *k, const key_input *in, uint64_t h)
+{
+    uint32_t at = (uint32_t)h & k->mask;
+    for (;; at = (at + 1) & k->mask) {
+        const key_slot *e = &k->slots[at];
+        if (e->klen == UINT32_MAX ||
+            (e->h == h && e->klen == in->klen && !memcmp(k->keys + e->koff, in->key, in->klen)))
+            return at;
+    }
+}
+
 keyidx *ebp_key_build(const key_sig *sig, const key_input *in, uint32_t n)
 {
     keyidx *k = calloc(1, sizeof *k);
-    kent *e = malloc((n ? n : 1) * sizeof *e);
+    uint64_t *hs = malloc((n ? n : 1) * sizeof *hs);
+    uint32_t *at = malloc((n ? n : 1) * sizeof *at);
     size_t kbytes = 0;
     for (uint32_t i = 0; i < n; i++)
         kbytes += in[i].klen;
-    if (!k || !e)
+    if (!k || !hs || !at)
         goto oom;
     k->refs = 1;
     k->sig = *sig;
-    for (uint32_t i = 0; i < n; i++)
-        e[i] = (kent){&in[i], ebp_hash_bytes(in[i].key, in[i].klen, 'K')};
-    qsort(e, n, sizeof *e, kent_cmp);
-    uint32_t distinct = 0;
-    for (uint32_t i = 0; i < n; i++)
-        distinct += i == 0 || kent_cmp(&e[i - 1], &e[i]) != 0;
     uint32_t size = 8;
-    while (size < 2 * (size_t)distinct)
+    while (size < 2 * (size_t)n)
         size *= 2;
     k->mask = size - 1;
     k->slots = malloc(size * sizeof *k->slots);
@@ -59,26 +51,38 @@ keyidx *ebp_key_build(const key_sig *sig, const key_input *in, uint32_t n)
         goto oom;
     for (uint32_t i = 0; i < size; i++)
         k->slots[i].klen = UINT32_MAX;
+    /* place the distinct keys and count the rules of each ... */
     uint32_t koff = 0;
-    for (uint32_t i = 0; i < n;) {
-        uint32_t j = i + 1;
-        while (j < n && kent_cmp(&e[i], &e[j]) == 0)
-            j++;
-        uint32_t at = (uint32_t)e[i].h & k->mask;
-        while (k->slots[at].klen != UINT32_MAX)
-            at = (at + 1) & k->mask;
-        memcpy(k->keys + koff, e[i].in->key, e[i].in->klen);
-        k->slots[at] = (key_slot){e[i].h, koff, e[i].in->klen, i, j - i};
-        koff += e[i].in->klen;
-        for (uint32_t q = i; q < j; q++)
-            k->t[q] = (key_target){e[q].in->rkey, e[q].in->slot};
-        i = j;
+    for (uint32_t i = 0; i < n; i++) {
+        hs[i] = ebp_hash_bytes(in[i].key, in[i].klen, 'K');
+        at[i] = key_slot_of(k, &in[i], hs[i]);
+        key_slot *e = &k->slots[at[i]];
+        if (e->klen == UINT32_MAX) {
+            memcpy(k->keys + koff, in[i].key, in[i].klen);
+            *e = (key_slot){hs[i], koff, in[i].klen, 0, 0};
+            koff += in[i].klen;
+        }
+        e->nt++;
     }
-    k->mem = sizeof *k + size * sizeof *k->slots + kbytes + n * sizeof *k->t;
-    free(e);
+    /* ... then give each key its slice of targets */
+    uint32_t off = 0;
+    for (uint32_t i = 0; i < size; i++)
+        if (k->slots[i].klen != UINT32_MAX) {
+            k->slots[i].toff = off;
+            off += k->slots[i].nt;
+            k->slots[i].nt = 0;
+        }
+    for (uint32_t i = 0; i < n; i++) {
+        key_slot *e = &k->slots[at[i]];
+        k->t[e->toff + e->nt++] = (key_target){in[i].rkey, in[i].slot};
+    }
+    k->mem = sizeof *k + size * sizeof *k->slots + koff + n * sizeof *k->t;
+    free(hs);
+    free(at);
     return k;
 oom:
-    free(e);
+    free(hs);
+    free(at);
     if (k) {
         free(k->slots);
         free(k->keys);

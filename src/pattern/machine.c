@@ -355,7 +355,8 @@ typedef struct {
  * snapshot. */
 typedef struct {
     const rule_rec *r;
-    uint32_t i; /* sub-rule */
+    uint32_t i;                       /* sub-rule */
+    uint16_t order[KEY_MAX_FIELDS];   /* its field index per signature field */
 } kinput;
 
 typedef struct {
@@ -1136,7 +1137,10 @@ static int key_register(eb_machine *m, const rule_rec *r, uint32_t i)
         g->in = ni;
         g->cap = nc;
     }
-    g->in[g->n++] = (kinput){r, i};
+    kinput *ki = &g->in[g->n++];
+    ki->r = r;
+    ki->i = i;
+    memcpy(ki->order, order, sizeof order);
     g->dirty = 1;
     key_count(m, r, i, 1);
     return 0;
@@ -1158,14 +1162,11 @@ static void key_unregister(eb_machine *m, const rule_rec *r, uint32_t i)
         }
 }
 
-/* The key of sub-rule i of r (key_fields holds) into buf (grown as needed). */
-static int key_bytes(const rule_rec *r, uint32_t i, ebp_vec *buf)
+/* The key of a keyed sub-rule of k fields into buf (grown as needed). */
+static int key_bytes(const kinput *ki, uint32_t k, ebp_vec *buf)
 {
-    key_sig sig;
-    uint16_t order[KEY_MAX_FIELDS];
-    key_fields(r, i, &sig, order);
-    for (uint32_t j = 0; j < sig.k; j++) {
-        const ebp_cond *c = &r->pat->subs[i].fields[order[j]]->conds[0];
+    for (uint32_t j = 0; j < k; j++) {
+        const ebp_cond *c = &ki->r->pat->subs[ki->i].fields[ki->order[j]]->conds[0];
         uint32_t n = (uint32_t)c->s.n;
         if (ebp_vec_reserve(buf, buf->len + 4 + n))
             return -1;
@@ -1549,7 +1550,7 @@ static int rebuild_keys(eb_machine *m, change *ch)
         rc = !offs || ebp_vec_reserve(&in, g->n);
         for (uint32_t q = 0; q < g->n && !rc; q++) {
             offs[q] = bytes.len;
-            rc = key_bytes(g->in[q].r, g->in[q].i, &bytes);
+            rc = key_bytes(&g->in[q], g->sig.k, &bytes);
         }
         for (uint32_t q = 0; q < g->n && !rc; q++) {
             size_t end = q + 1 < g->n ? offs[q + 1] : bytes.len;
