@@ -35,6 +35,12 @@
  * and after reading the boxes containing each (x, y) mark both ranges and
  * wake the sub-rule.
  *
+ * Sub-rules whose fields are all string equalities or affixes on two or
+ * more paths are also in a key index of their signature (keyidx.h): an
+ * event whose values there are single and at top level looks the joined
+ * values up once, and a hit is a match; other events use the predicates
+ * that only such sub-rules have, kept in a second vm of the path (kvm).
+ *
  * On paths with large hash tables (VM_DEFER) the first pass keeps each
  * string, with its hash computed and its table lines prefetched, and looks
  * it up after the read, so the lookups of an event run together and their
@@ -42,6 +48,7 @@
  *
  *   snapshot ── trie of path segments (node) ── vm per path
  *      ├── box indexes (per pair of paths)
+ *      ├── key indexes (per signature)
  *      ├── sub-rule table (sr_t, chunked, copy-on-write)
  *      └── rule table (rule_rec*, chunked) ── pattern (refcounted)
  *
