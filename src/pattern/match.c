@@ -848,6 +848,22 @@ static inline uint64_t exact_hash(const vm *v, const unsigned char *s, size_t le
     return (v->sops & SO_EXACT) ? ebp_hash_bytes(s, len, 'S') : 0;
 }
 
+/* A string kept past its read at *ks: if it is in sbuf (unescaped, and sbuf
+ * is reused for the next string), copy it to ibuf and keep its offset there
+ * instead (*ks NULL).  -1: out of memory. */
+static int keep_bytes(eb_matcher *mt, const unsigned char **ks, uint32_t *off, size_t len)
+{
+    if (*ks != mt->sbuf)
+        return 0;
+    if (GROW(mt, ibuf, ibuf_cap, mt->ibuf_len + len + 1))
+        return -1;
+    memcpy(mt->ibuf + mt->ibuf_len, *ks, len);
+    *ks = NULL;
+    *off = (uint32_t)mt->ibuf_len;
+    mt->ibuf_len += len;
+    return 0;
+}
+
 /* Pass 1 keeps every string at a VM_KEYED path (see keyidx.h). */
 static void keep_keyed(eb_matcher *mt, uint32_t path, const vm *v, const unsigned char *s, size_t len)
 {
@@ -866,16 +882,8 @@ static void keep_keyed(eb_matcher *mt, uint32_t path, const vm *v, const unsigne
     }
     kcap *c = &mt->kcaps[mt->nkcaps++];
     *c = (kcap){v->kvm, s, 0, (uint32_t)len, mt->tdepth != 0, UINT32_MAX, 0};
-    if (s == mt->sbuf) { /* unescaped: sbuf is reused, keep a copy */
-        if (GROW(mt, ibuf, ibuf_cap, mt->ibuf_len + len + 1)) {
-            mt->oom = 1;
-            return;
-        }
-        memcpy(mt->ibuf + mt->ibuf_len, s, len);
-        c->s = NULL;
-        c->off = (uint32_t)mt->ibuf_len;
-        mt->ibuf_len += len;
-    }
+    if (keep_bytes(mt, &c->s, &c->off, len))
+        mt->oom = 1;
 }
 
 /* Pass 1 keeps a string at a VM_DEFER path for process_items (after the
@@ -915,15 +923,9 @@ static inline void leaf_str(eb_matcher *mt, const node *n, const unsigned char *
     item *it = defer(mt, v, s, len);
     if (!it)
         return;
-    if (s == mt->sbuf) { /* unescaped: sbuf is reused, keep a copy */
-        if (GROW(mt, ibuf, ibuf_cap, mt->ibuf_len + len + 1)) {
-            mt->oom = 1;
-            return;
-        }
-        memcpy(mt->ibuf + mt->ibuf_len, s, len);
-        it->s = NULL;
-        it->off = (uint32_t)mt->ibuf_len;
-        mt->ibuf_len += len;
+    if (keep_bytes(mt, &it->s, &it->off, len)) {
+        mt->oom = 1;
+        return;
     }
     if (v->sops & SO_EXACT) {
         it->hv = ebp_hash_bytes(s, len, 'S');
@@ -984,7 +986,6 @@ static const unsigned char *kcap_bytes(eb_matcher *mt, kcap *c, int fold, size_t
 static void key_prepare(eb_matcher *mt, const eb_snapshot *s)
 {
     size_t kl = 0;
-    mt->nkprobes = 0;
     if (GROW(mt, kprobes, kprobes_cap, s->nkidx)) {
         mt->oom = 1;
         return;
