@@ -917,7 +917,8 @@ static inline void leaf_str(eb_matcher *mt, const node *n, const unsigned char *
             vm_str(mt, v->kvm, s, len, exact_hash(v->kvm, s, len));
     }
     if (!mt->defer || !(v->flags & VM_DEFER)) {
-        vm_str(mt, v, s, len, exact_hash(v, s, len));
+        if (v->sops) /* none: every predicate here is a keyed one (kvm) */
+            vm_str(mt, v, s, len, exact_hash(v, s, len));
         return;
     }
     item *it = defer(mt, v, s, len);
@@ -980,6 +981,30 @@ static const unsigned char *kcap_bytes(eb_matcher *mt, kcap *c, int fold, size_t
     return mt->ibuf + c->foff;
 }
 
+/* memcpy for the short strings keys are made of (a call costs more than
+ * the copy) */
+static inline void copy_short(unsigned char *d, const unsigned char *s, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + n - 4, &b, 4);
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            d[i] = s[i];
+    } else {
+        memcpy(d, s, n);
+    }
+}
+
 /* Pass 1, every keyed path had at most one value, at top level: make each
  * signature's key from the event and start loading its slot; key_finish
  * looks them up (a hit is a match), after other work has hidden the loads. */
@@ -1016,7 +1041,7 @@ static void key_prepare(eb_matcher *mt, const eb_snapshot *s)
             }
             uint32_t n32 = (uint32_t)n;
             memcpy(mt->kbuf + kl, &n32, 4);
-            memcpy(mt->kbuf + kl + 4, b, n);
+            copy_short(mt->kbuf + kl + 4, b, n);
             kl += 4 + n;
         }
         if (j < g->k) {
