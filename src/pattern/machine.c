@@ -162,6 +162,7 @@ static node *node_clone(const node *n, const char *seg, size_t len)
         incref(&c->vm->refs);
     }
     c->path_id = n->path_id;
+    c->presence = n->presence;
     if (node_reindex(c)) {
         ebp_node_release(c);
         return NULL;
@@ -174,7 +175,7 @@ static node *node_clone(const node *n, const char *seg, size_t len)
  * new node (NULL with *empty=1 when the subtree became empty), NULL with
  * *empty=0 on out-of-memory. */
 static node *node_set(const node *n, const char *seg, size_t seglen, const char *path, size_t plen, vm *v,
-                      uint32_t path_id, int *empty)
+                      uint32_t path_id, int presence, int *empty)
 {
     *empty = 0;
     node *c = node_clone(n, seg, seglen);
@@ -187,6 +188,7 @@ static node *node_set(const node *n, const char *seg, size_t seglen, const char 
         if (v)
             incref(&v->refs);
         c->path_id = path_id;
+        c->presence = presence && path_id != UINT32_MAX;
     } else {
         const char *dot = memchr(path, '.', plen);
         size_t sl = dot ? (size_t)(dot - path) : plen;
@@ -198,7 +200,8 @@ static node *node_set(const node *n, const char *seg, size_t seglen, const char 
                 at = i;
         int child_empty;
         node *nc =
-            node_set(at == UINT32_MAX ? NULL : c->edges[at].child, path, sl, rest, rl, v, path_id, &child_empty);
+            node_set(at == UINT32_MAX ? NULL : c->edges[at].child, path, sl, rest, rl, v, path_id, presence,
+                     &child_empty);
         if (!nc && !child_empty) {
             ebp_node_release(c);
             return NULL;
@@ -325,6 +328,7 @@ typedef struct path_rec {
     uint32_t refs; /* fields at this path */
     uint32_t nbox; /* of those, box sides */
     uint32_t nkeyed; /* of those, fields of keyed sub-rules */
+    uint32_t nneg;   /* of those, fields that read whether it holds a value (FK_NEG, FK_MIX) */
     pred_rec **preds;
     uint32_t npreds, cap;
     uint32_t *pidx; /* hash index over preds by key (size pmask+1), UINT32_MAX empty */
@@ -1217,6 +1221,7 @@ static int rule_register(eb_machine *m, rule_rec *r)
             pr->dirty = 1;
             fr[j].kind = field_kind(f);
             fr[j].path_id = pr->id;
+            pr->nneg += fr[j].kind != FK_POS;
             npos += fr[j].kind == FK_POS;
             for (size_t k = 0; k < f->ncond; k++) {
                 if (f->conds[k].kind == EBP_C_ABSENT)
@@ -1306,6 +1311,7 @@ static void rule_unregister(eb_machine *m, rule_rec *r)
             pr->refs--;
             pr->dirty = 1;
             const field_rec *f = &r->fields[i][j];
+            pr->nneg -= f->kind != FK_POS;
             for (uint32_t k = 0; k < f->npreds; k++) {
                 pred_rec *pd = m->pred_tab[f->preds[k]];
                 if (!pd)
@@ -1509,7 +1515,8 @@ static int rebuild_paths(eb_machine *m, change *ch, ebp_vec *dead_paths)
                 v->mem += v->kvm->mem;
         }
         int empty;
-        node *nr = node_set(ch->s->root, "", 0, pr->path, pr->plen, v, pr->refs ? pr->id : UINT32_MAX, &empty);
+        node *nr = node_set(ch->s->root, "", 0, pr->path, pr->plen, v, pr->refs ? pr->id : UINT32_MAX, pr->nneg != 0,
+                             &empty);
         if (v)
             ebp_vm_release(v);
         if (!nr && !empty) {
@@ -1860,6 +1867,7 @@ static eb_status change_rules(eb_machine *m, size_t n, const uint64_t *keys, con
                         continue;
                     pr->refs++;
                     const field_rec *f = &g->fields[i][j];
+                    pr->nneg += f->kind != FK_POS;
                     for (uint32_t k2 = 0; k2 < f->npreds; k2++) {
                         pred_rec *pd = m->pred_tab[f->preds[k2]];
                         if (!pd)

@@ -299,6 +299,7 @@ struct node {
     uint32_t *index;  /* hash index into edges when nedges > 8 */
     uint32_t idx_mask;
     uint32_t path_id; /* UINT32_MAX: no field uses exactly this path */
+    int presence;     /* a field here reads whether the path holds a value (exists:false, or it with others) */
     vm *vm;           /* values at exactly this path, or NULL */
 };
 

@@ -906,7 +906,8 @@ static inline item *defer(eb_matcher *mt, const vm *v, const unsigned char *s, s
 
 static inline void leaf_str(eb_matcher *mt, const node *n, const unsigned char *s, size_t len)
 {
-    presence(mt, n->path_id);
+    if (n->presence)
+        presence(mt, n->path_id);
     const vm *v = n->vm;
     if (!v)
         return;
@@ -936,14 +937,16 @@ static inline void leaf_str(eb_matcher *mt, const node *n, const unsigned char *
 
 static inline void leaf_num(eb_matcher *mt, const node *n, const unsigned char *s, size_t len)
 {
-    presence(mt, n->path_id);
+    if (n->presence)
+        presence(mt, n->path_id);
     if (n->vm)
         vm_num(mt, n->vm, n->path_id, s, len);
 }
 
 static inline void leaf_lit(eb_matcher *mt, const node *n, unsigned char c)
 {
-    presence(mt, n->path_id);
+    if (n->presence)
+        presence(mt, n->path_id);
     if (n->vm)
         vm_lit(mt, n->vm, c);
 }

@@ -1031,6 +1031,59 @@ static void test_machine(void)
     eb_matcher_free(mt);
 }
 
+/* Whether a path holds a value is recorded only at paths where a field
+ * reads it (exists:false, alone or with other conditions); that follows
+ * rules as they come and go. */
+static void test_machine_presence(void)
+{
+    eb_machine *m = eb_machine_new();
+    eb_matcher *mt = eb_matcher_new();
+    eb_pattern *pa = comp("{\"a\":[\"x\"]}"), *pneg = comp("{\"a\":[{\"exists\":false}],\"b\":[1]}"),
+               *pmix = comp("{\"a\":[{\"exists\":false},\"y\"],\"b\":[1]}");
+    CHECK(m && mt && pa && pneg && pmix);
+    CHECK(eb_machine_add(m, 1, pa) == EB_OK);
+    eb_snapshot *s1 = eb_machine_snapshot(m);
+    KEYS(s1, "{\"a\":\"x\",\"b\":1}", 0x2);
+    /* exists:false arrives at a path only positive fields used */
+    CHECK(eb_machine_add(m, 2, pneg) == EB_OK);
+    eb_snapshot *s2 = eb_machine_snapshot(m);
+    KEYS(s2, "{\"a\":\"x\",\"b\":1}", 0x2);
+    KEYS(s2, "{\"a\":\"q\",\"b\":1}", 0);
+    KEYS(s2, "{\"a\":7,\"b\":1}", 0);
+    KEYS(s2, "{\"a\":null,\"b\":1}", 0);
+    KEYS(s2, "{\"b\":1}", 0x4);
+    /* the mixed form next to it; then the pure one goes */
+    CHECK(eb_machine_add(m, 3, pmix) == EB_OK);
+    CHECK(eb_machine_remove(m, 2) == EB_OK);
+    eb_snapshot *s3 = eb_machine_snapshot(m);
+    KEYS(s3, "{\"a\":\"q\",\"b\":1}", 0);
+    KEYS(s3, "{\"a\":\"y\",\"b\":1}", 0x8);
+    KEYS(s3, "{\"a\":[\"q\",\"y\"],\"b\":1}", 0x8);
+    KEYS(s3, "{\"b\":1}", 0x8);
+    /* the last reader of a's presence goes, then comes back */
+    CHECK(eb_machine_remove(m, 3) == EB_OK);
+    eb_snapshot *s4 = eb_machine_snapshot(m);
+    KEYS(s4, "{\"a\":\"x\",\"b\":1}", 0x2);
+    KEYS(s4, "{\"b\":1}", 0);
+    CHECK(eb_machine_add(m, 2, pneg) == EB_OK);
+    eb_snapshot *s5 = eb_machine_snapshot(m);
+    KEYS(s5, "{\"a\":\"q\",\"b\":1}", 0);
+    KEYS(s5, "{\"b\":1}", 0x4);
+    /* older snapshots keep their own answers */
+    KEYS(s2, "{\"a\":\"q\",\"b\":1}", 0);
+    KEYS(s1, "{\"b\":1}", 0);
+    eb_snapshot_release(s1);
+    eb_snapshot_release(s2);
+    eb_snapshot_release(s3);
+    eb_snapshot_release(s4);
+    eb_snapshot_release(s5);
+    eb_machine_free(m);
+    eb_matcher_free(mt);
+    eb_pattern_free(pa);
+    eb_pattern_free(pneg);
+    eb_pattern_free(pmix);
+}
+
 /* ---- event depth limit ------------------------------------------------------------ */
 
 /* An event nested `depth` deep (the root object is depth 1):
@@ -1204,6 +1257,7 @@ int main(void)
     RUN(test_errors_numeric);
     RUN(test_errors_misc);
     RUN(test_machine);
+    RUN(test_machine_presence);
     RUN(test_depth_limit);
     return TEST_REPORT();
 }
