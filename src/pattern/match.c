@@ -848,13 +848,9 @@ static inline uint64_t exact_hash(const vm *v, const unsigned char *s, size_t le
     return (v->sops & SO_EXACT) ? ebp_hash_bytes(s, len, 'S') : 0;
 }
 
-/* A string kept past its read at *ks: if it is in sbuf (unescaped, and sbuf
- * is reused for the next string), copy it to ibuf and keep its offset there
- * instead (*ks NULL).  -1: out of memory. */
-static int keep_bytes(eb_matcher *mt, const unsigned char **ks, uint32_t *off, size_t len)
+/* keep_bytes' copy to ibuf */
+static int keep_bytes_copy(eb_matcher *mt, const unsigned char **ks, uint32_t *off, size_t len)
 {
-    if (*ks != mt->sbuf)
-        return 0;
     if (GROW(mt, ibuf, ibuf_cap, mt->ibuf_len + len + 1))
         return -1;
     memcpy(mt->ibuf + mt->ibuf_len, *ks, len);
@@ -862,6 +858,14 @@ static int keep_bytes(eb_matcher *mt, const unsigned char **ks, uint32_t *off, s
     *off = (uint32_t)mt->ibuf_len;
     mt->ibuf_len += len;
     return 0;
+}
+
+/* A string kept past its read at *ks: if it is in sbuf (unescaped, and sbuf
+ * is reused for the next string), copy it to ibuf and keep its offset there
+ * instead (*ks NULL).  -1: out of memory. */
+static inline int keep_bytes(eb_matcher *mt, const unsigned char **ks, uint32_t *off, size_t len)
+{
+    return *ks == mt->sbuf ? keep_bytes_copy(mt, ks, off, len) : 0;
 }
 
 /* Pass 1 keeps every string at a VM_KEYED path (see keyidx.h). */
