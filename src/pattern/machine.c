@@ -128,8 +128,14 @@ static int node_reindex(node *n)
     n->idx_mask = 0;
     if (n->nedges > 1)
         qsort(n->edges, n->nedges, sizeof *n->edges, edge_cmp);
-    if (n->nedges <= 8)
+    if (n->nedges <= 8) {
+        memset(n->buckets, 0, sizeof n->buckets);
+        for (uint32_t i = 0; i < n->nedges; i++) {
+            uint8_t *b = &n->buckets[node_bucket(n->edges[i].k8, n->edges[i].len)];
+            *b = *b ? NB_SEVERAL : (uint8_t)(i + 1);
+        }
         return 0;
+    }
     n->index = index_new(n->nedges, 16, &n->idx_mask);
     if (!n->index)
         return -1;

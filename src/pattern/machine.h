@@ -297,6 +297,9 @@ struct node {
     uint32_t nedges;
     node_edge *edges; /* sorted by (len, bytes) */
     uint32_t *index;  /* hash index into edges when nedges > 8 */
+    /* 4 <= nedges <= 8: per node_bucket() of a name, 0 no edge, 1 + i
+     * edge i, NB_SEVERAL more than one (then the edges are scanned) */
+    uint8_t buckets[16];
     uint32_t idx_mask;
     uint32_t path_id; /* UINT32_MAX: no field uses exactly this path */
     int presence;     /* a field here reads whether the path holds a value (exists:false, or it with others) */
@@ -389,6 +392,14 @@ static inline int seg_eq(const char *a, const char *b, size_t n)
     return 1;
 }
 
+#define NB_SEVERAL 0xFF
+
+/* The bucket of a name (k8 = ebp_load_head(name, len)) in node.buckets. */
+static inline unsigned node_bucket(uint64_t k8, size_t len)
+{
+    return (unsigned)(((k8 ^ len) * 0x9E3779B97F4A7C15ull) >> 60);
+}
+
 /* node_child_idx for nodes with more than 8 edges (hash index) */
 node *ebp_node_child_hashed(const node *n, const char *seg, size_t len, uint32_t *idx);
 
@@ -400,6 +411,17 @@ static inline node *node_child_idx(const node *n, const char *seg, size_t len, u
 {
     if (n->nedges <= 8) {
         const uint64_t k8 = ebp_load_head(seg, len);
+        const unsigned b = n->nedges >= 4 ? n->buckets[node_bucket(k8, len)] : NB_SEVERAL;
+        if (b != NB_SEVERAL) {
+            /* at most one edge has this bucket: most names an event holds
+             * and no pattern reads stop here */
+            const node_edge *e = &n->edges[b - 1];
+            if (b && e->len == len && e->k8 == k8 && (len <= 8 || seg_eq(e->seg + 8, seg + 8, len - 8))) {
+                *idx = b - 1;
+                return e->child;
+            }
+            return NULL;
+        }
         for (uint32_t i = 0; i < n->nedges; i++) {
             const node_edge *e = &n->edges[i];
             if (e->len == len && e->k8 == k8 && (len <= 8 || seg_eq(e->seg + 8, seg + 8, len - 8))) {

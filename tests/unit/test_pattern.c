@@ -1084,6 +1084,42 @@ static void test_machine_presence(void)
     eb_pattern_free(pmix);
 }
 
+/* Objects whose members patterns read from 1 to 12 names (the reader finds
+ * a name by scanning, by a bucket table, or by a hash index): one rule per
+ * name; an event holding every name, names no pattern reads and near misses
+ * (same first 8 bytes, other length, other tail). */
+static void test_machine_many_names(void)
+{
+    /* BLKLOT and ODD_EVEN share a bucket, so do MAPBLKLOT and type */
+    static const char *names[] = {"a", "MAPBLKLOT", "BLKLOT", "ODD_EVEN", "BLOCK_NUM", "LOT_NUM", "FROM_ST",
+                                  "STREET_NAME_LONG", "TO_ST", "b", "STREET_NAME_LONGER", "type"};
+    for (size_t n = 1; n <= 12; n++) {
+        eb_machine *m = eb_machine_new();
+        eb_matcher *mt = eb_matcher_new();
+        CHECK(m && mt);
+        char buf[256], ev[2048] = "{\"o\":{\"zz\":1,\"STREET_NAME_LONGx\":\"v\",\"MAPBLKLOTS\":\"v\",\"TYPE\":\"v\"";
+        for (size_t i = 0; i < n; i++) {
+            snprintf(buf, sizeof buf, "{\"o\":{\"%s\":[\"v%zu\"]}}", names[i], i);
+            eb_pattern *p = comp(buf);
+            CHECK(p && eb_machine_add(m, i, p) == EB_OK);
+            eb_pattern_free(p);
+            snprintf(ev + strlen(ev), sizeof ev - strlen(ev), ",\"%s\":\"v%zu\",\"%s_\":\"v%zu\"", names[i], i,
+                     names[i], i);
+        }
+        strcat(ev, "}}");
+        eb_snapshot *s = eb_machine_snapshot(m);
+        KEYS(s, ev, (1LL << n) - 1);
+        KEYS(s, "{\"o\":{\"STREET_NAME_LONGx\":\"v7\",\"MAPBLKLOTS\":\"v1\",\"TYPE\":\"v11\",\"a_\":\"v0\"}}", 0);
+        if (n > 7) {
+            /* one name alone, among others no pattern reads */
+            KEYS(s, "{\"o\":{\"x\":1,\"STREET_NAME_LONG\":\"v7\",\"y\":[2]}}", 1LL << 7);
+        }
+        eb_snapshot_release(s);
+        eb_machine_free(m);
+        eb_matcher_free(mt);
+    }
+}
+
 /* ---- event depth limit ------------------------------------------------------------ */
 
 /* An event nested `depth` deep (the root object is depth 1):
@@ -1258,6 +1294,7 @@ int main(void)
     RUN(test_errors_misc);
     RUN(test_machine);
     RUN(test_machine_presence);
+    RUN(test_machine_many_names);
     RUN(test_depth_limit);
     return TEST_REPORT();
 }
