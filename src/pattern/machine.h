@@ -154,7 +154,25 @@ typedef struct {
 typedef struct {
     const ebp_glob *g;
     unit u;
+    /* simple: the glob is prefix*suffix, each at most 8 bytes, and matches
+     * here (wc_match) without the glob: at least plen + slen bytes, the
+     * first plen of them pfx and the last slen sfx (zero-padded words) */
+    uint64_t pfx, sfx;
+    uint8_t plen, slen, simple;
 } wc_entry;
+
+void ebp_wc_init(wc_entry *w, const ebp_glob *g, unit u);
+
+static inline int wc_match(const wc_entry *w, const unsigned char *v, size_t n)
+{
+    if (!w->simple)
+        return ebp_glob_match(w->g, v, n);
+    if (n < (size_t)w->plen + w->slen)
+        return 0;
+    if (!n)
+        return 1; /* the glob is "*" (v may be NULL) */
+    return ebp_load_head(v, w->plen) == w->pfx && ebp_load_head(v + n - w->slen, w->slen) == w->sfx;
+}
 
 typedef struct {
     double lo, hi;

@@ -560,7 +560,7 @@ static inline void walk_trie(eb_matcher *mt, const vm *v, const trie *t, const u
             unit_hit(mt, v, &nd->u);
         for (uint32_t k = 0; k < nd->nwc; k++) {
             const wc_entry *w = &v->wcs[nd->wc_off + k];
-            if (ebp_glob_match(w->g, full, fulln))
+            if (wc_match(w, full, fulln))
                 unit_hit(mt, v, &w->u);
         }
         if (i == n || !nd->nedges)
@@ -698,7 +698,7 @@ static void vm_str(eb_matcher *mt, const vm *v, const unsigned char *s, size_t n
     if (o & SO_WCU)
         for (uint32_t i = 0; i < v->nwc_unanchored; i++) {
             const wc_entry *w = &v->wcs[v->wc_unanchored_off + i];
-            if (ebp_glob_match(w->g, s, n))
+            if (wc_match(w, s, n))
                 unit_hit(mt, v, &w->u);
         }
     if (is_ip && (o & SO_CIDR))

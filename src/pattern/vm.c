@@ -88,6 +88,22 @@ static unit make_unit(builder *b, const vm_input *in)
     return u;
 }
 
+void ebp_wc_init(wc_entry *w, const ebp_glob *g, unit u)
+{
+    const unsigned char *p, *q;
+    size_t pl = ebp_glob_prefix(g, &p), sl = ebp_glob_suffix(g, &q);
+    memset(w, 0, sizeof *w);
+    w->g = g;
+    w->u = u;
+    if (ebp_glob_stars(g) == 1 && pl <= 8 && sl <= 8) {
+        w->simple = 1;
+        w->plen = (uint8_t)pl;
+        w->slen = (uint8_t)sl;
+        w->pfx = ebp_load_head(p, pl);
+        w->sfx = ebp_load_head(q, sl);
+    }
+}
+
 /* ---- hash maps ---------------------------------------------------------------- */
 typedef struct {
     uint32_t tag;
@@ -203,8 +219,7 @@ static void trie_build(builder *b, trie *t, titem *items, size_t n, ebp_vec *wcs
                     b->oom = 1;
                     break;
                 }
-                w->g = items[i].g;
-                w->u = make_unit(b, items[i].in);
+                ebp_wc_init(w, items[i].g, make_unit(b, items[i].in));
                 nd->nwc++;
             } /* else: cannot happen in practice (65535 identical anchors) */
             i++;
@@ -709,8 +724,7 @@ vm *ebp_vm_build(const vm_input *in, uint32_t n, unsigned flags)
             b.oom = 1;
             break;
         }
-        e->g = x->cond->glob;
-        e->u = make_unit(&b, x);
+        ebp_wc_init(e, x->cond->glob, make_unit(&b, x));
     }
     v->nranges = (uint32_t)ranges.len;
     v->ranges = copy_vec(&b, &ranges);

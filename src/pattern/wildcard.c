@@ -132,6 +132,8 @@ size_t ebp_glob_suffix(const ebp_glob *g, const unsigned char **p)
 
 int ebp_glob_has_star(const ebp_glob *g) { return g->nseg > 1; }
 
+size_t ebp_glob_stars(const ebp_glob *g) { return g->nseg - 1; }
+
 /* ------------------------------------------------------------------ */
 /* matching                                                            */
 

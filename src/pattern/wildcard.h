@@ -59,6 +59,8 @@ size_t ebp_glob_prefix(const ebp_glob *g, const unsigned char **p);
 size_t ebp_glob_suffix(const ebp_glob *g, const unsigned char **p);
 /* Nonzero if the glob contains at least one (unescaped) '*'. */
 int ebp_glob_has_star(const ebp_glob *g);
+/* The number of (unescaped) '*'. */
+size_t ebp_glob_stars(const ebp_glob *g);
 
 /* Wildcard complexity of a set of globs matched against the same field (all the
  * wildcard and anything-but/wildcard conditions of one field of one rule):

@@ -299,6 +299,29 @@ static void test_wildcard(void)
     NO("{\"a\":[{\"wildcard\":\"ab*ab\"}]}", "{\"a\":\"aba\"}");
     YES("{\"a\":[{\"wildcard\":\"arn:aws:events:us-east-1:*:event-bus/*\"}]}",
         "{\"a\":\"arn:aws:events:us-east-1:123:event-bus/default\"}");
+    /* one star, sides of up to 8 bytes (matched without the glob), and
+     * longer ones (with it): lengths 0, 1, 7, 8 and 9 on either side */
+    YES("{\"a\":[{\"wildcard\":\"12345678*abcdefgh\"}]}", "{\"a\":\"12345678abcdefgh\"}");
+    YES("{\"a\":[{\"wildcard\":\"12345678*abcdefgh\"}]}", "{\"a\":\"12345678-abcdefgh\"}");
+    NO("{\"a\":[{\"wildcard\":\"12345678*abcdefgh\"}]}", "{\"a\":\"12345678abcdefg\"}");
+    NO("{\"a\":[{\"wildcard\":\"12345678*abcdefgh\"}]}", "{\"a\":\"1234567-abcdefgh\"}");
+    NO("{\"a\":[{\"wildcard\":\"12345678*abcdefgh\"}]}", "{\"a\":\"12345678-xbcdefgh\"}");
+    NO("{\"a\":[{\"wildcard\":\"12345678*abcdefgh\"}]}", "{\"a\":\"x2345678-abcdefgh\"}");
+    YES("{\"a\":[{\"wildcard\":\"123456789*abcdefghi\"}]}", "{\"a\":\"123456789--abcdefghi\"}");
+    NO("{\"a\":[{\"wildcard\":\"123456789*abcdefghi\"}]}", "{\"a\":\"123456789--bbcdefghi\"}");
+    YES("{\"a\":[{\"wildcard\":\"1234567*x\"}]}", "{\"a\":\"1234567x\"}");
+    NO("{\"a\":[{\"wildcard\":\"1234567*x\"}]}", "{\"a\":\"1234567\"}");
+    NO("{\"a\":[{\"wildcard\":\"1234567*x\"}]}", "{\"a\":\"1234568x\"}");
+    YES("{\"a\":[{\"wildcard\":\"*abcdefgh\"}]}", "{\"a\":\"abcdefgh\"}");
+    NO("{\"a\":[{\"wildcard\":\"*abcdefgh\"}]}", "{\"a\":\"abcdefg\"}");
+    YES("{\"a\":[{\"wildcard\":\"x*\"}]}", "{\"a\":\"x\"}");
+    NO("{\"a\":[{\"wildcard\":\"x*\"}]}", "{\"a\":\"\"}");
+    NO("{\"a\":[{\"wildcard\":\"ab*ba\"}]}", "{\"a\":\"aba\"}");
+    YES("{\"a\":[{\"wildcard\":\"ab*ba\"}]}", "{\"a\":\"abba\"}");
+    YES("{\"a\":[{\"wildcard\":\"a\\\\\\\\*\\\\\\\\b\"}]}", "{\"a\":\"a\\\\\\\\b\"}");
+    NO("{\"a\":[{\"wildcard\":\"a\\\\\\\\*\\\\\\\\b\"}]}", "{\"a\":\"a\\\\b\"}");
+    YES("{\"a\":[{\"wildcard\":\"\\\\*\\\\**\\\\*\"}]}", "{\"a\":\"**x*\"}");
+    NO("{\"a\":[{\"wildcard\":\"\\\\*\\\\**\\\\*\"}]}", "{\"a\":\"**\"}");
 }
 
 /* Pinned: anything-but (every form) matches null, booleans, numbers for
