@@ -848,13 +848,13 @@ static inline uint64_t exact_hash(const vm *v, const unsigned char *s, size_t le
     return (v->sops & SO_EXACT) ? ebp_hash_bytes(s, len, 'S') : 0;
 }
 
-/* keep_bytes' copy to ibuf */
-static int keep_bytes_copy(eb_matcher *mt, const unsigned char **ks, uint32_t *off, size_t len)
+/* Append len bytes to ibuf, which keeps them for the rest of the event;
+ * *off is where they start.  -1: out of memory. */
+static int ibuf_append(eb_matcher *mt, const unsigned char *b, size_t len, uint32_t *off)
 {
     if (GROW(mt, ibuf, ibuf_cap, mt->ibuf_len + len + 1))
         return -1;
-    memcpy(mt->ibuf + mt->ibuf_len, *ks, len);
-    *ks = NULL;
+    memcpy(mt->ibuf + mt->ibuf_len, b, len);
     *off = (uint32_t)mt->ibuf_len;
     mt->ibuf_len += len;
     return 0;
@@ -865,7 +865,12 @@ static int keep_bytes_copy(eb_matcher *mt, const unsigned char **ks, uint32_t *o
  * instead (*ks NULL).  -1: out of memory. */
 static inline int keep_bytes(eb_matcher *mt, const unsigned char **ks, uint32_t *off, size_t len)
 {
-    return *ks == mt->sbuf ? keep_bytes_copy(mt, ks, off, len) : 0;
+    if (*ks != mt->sbuf)
+        return 0;
+    if (ibuf_append(mt, mt->sbuf, len, off))
+        return -1;
+    *ks = NULL;
+    return 0;
 }
 
 /* Pass 1 keeps every string at a VM_KEYED path (see keyidx.h). */
@@ -976,13 +981,9 @@ static const unsigned char *kcap_bytes(eb_matcher *mt, kcap *c, int fold, size_t
     }
     if (c->foff == UINT32_MAX) {
         size_t fn;
-        if (fold_value(mt, c->s ? c->s : mt->ibuf + c->off, c->len, &fn) ||
-            GROW(mt, ibuf, ibuf_cap, mt->ibuf_len + fn + 1))
+        if (fold_value(mt, c->s ? c->s : mt->ibuf + c->off, c->len, &fn) || ibuf_append(mt, mt->fbuf, fn, &c->foff))
             return NULL;
-        memcpy(mt->ibuf + mt->ibuf_len, mt->fbuf, fn);
-        c->foff = (uint32_t)mt->ibuf_len;
         c->flen = (uint32_t)fn;
-        mt->ibuf_len += fn;
     }
     *n = c->flen;
     return mt->ibuf + c->foff;
