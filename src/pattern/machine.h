@@ -161,8 +161,6 @@ typedef struct {
     uint8_t plen, slen, simple;
 } wc_entry;
 
-void ebp_wc_init(wc_entry *w, const ebp_glob *g, unit u);
-
 static inline int wc_match(const wc_entry *w, const unsigned char *v, size_t n)
 {
     if (!w->simple)

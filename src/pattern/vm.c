@@ -88,7 +88,8 @@ static unit make_unit(builder *b, const vm_input *in)
     return u;
 }
 
-void ebp_wc_init(wc_entry *w, const ebp_glob *g, unit u)
+/* A wildcard entry for glob g, with wc_match's fast form when g has one. */
+static void wc_init(wc_entry *w, const ebp_glob *g, unit u)
 {
     const unsigned char *p, *q;
     size_t pl = ebp_glob_prefix(g, &p), sl = ebp_glob_suffix(g, &q);
@@ -219,7 +220,7 @@ static void trie_build(builder *b, trie *t, titem *items, size_t n, ebp_vec *wcs
                     b->oom = 1;
                     break;
                 }
-                ebp_wc_init(w, items[i].g, make_unit(b, items[i].in));
+                wc_init(w, items[i].g, make_unit(b, items[i].in));
                 nd->nwc++;
             } /* else: cannot happen in practice (65535 identical anchors) */
             i++;
@@ -724,7 +725,7 @@ vm *ebp_vm_build(const vm_input *in, uint32_t n, unsigned flags)
             b.oom = 1;
             break;
         }
-        ebp_wc_init(e, x->cond->glob, make_unit(&b, x));
+        wc_init(e, x->cond->glob, make_unit(&b, x));
     }
     v->nranges = (uint32_t)ranges.len;
     v->ranges = copy_vec(&b, &ranges);
